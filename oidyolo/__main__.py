@@ -1,0 +1,3 @@
+from oidyolo.cli import main
+
+raise SystemExit(main())
