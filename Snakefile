@@ -1,0 +1,23 @@
+# oidyolo: Open Images classes -> class CSVs -> images -> Pascal VOC -> keras-yolo3 annotations -> YOLOv3.
+# Configure in config.yaml (validated by schemas/config.schema.yaml); run with `snakemake --cores 8`.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/source.smk"
+include: "rules/select.smk"
+include: "rules/images.smk"
+include: "rules/convert.smk"
+
+
+rule all:
+    input:
+        "results/yolo/train.txt",
+        "results/yolo/val.txt",
+        "results/yolo/classes.txt",
+    default_target: True

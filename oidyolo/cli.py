@@ -1,0 +1,174 @@
+"""``python -m oidyolo``: every workflow step from the command line (a thin face over the package).
+
+Data commands never import TensorFlow; training commands import it only when run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from oidyolo.errors import OidyoloError
+
+
+def _cmd_classes(args: argparse.Namespace) -> int:
+    from oidyolo.data.catalog import ClassCatalog, Hierarchy
+
+    catalog = ClassCatalog.from_file(args.catalog) if args.catalog else ClassCatalog.shipped()
+    hierarchy = Hierarchy.from_file(args.hierarchy) if args.hierarchy else Hierarchy.shipped()
+    hits = catalog.search(args.query)
+    if not hits:
+        catalog.mid(args.query)  # raises with "Did you mean"
+    for name in hits:
+        mid = catalog.mid(name)
+        subs = [catalog.name(m) for m in hierarchy.descendants(mid)]
+        line = f"{name}\t{mid}"
+        if subs:
+            line += f"\tsubclasses: {', '.join(subs)}"
+        print(line)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from oidyolo.data.demo import DemoSpec, generate_demo
+
+    spec = DemoSpec(
+        version=args.version,
+        seed=args.seed,
+        images={"train": args.train, "validation": args.validation, "test": args.test},
+        missing={"train": args.missing},
+    )
+    print(generate_demo(Path(args.out), spec).to_json())
+    return 0
+
+
+def _remote(url: str, options: str | None):
+    from oidyolo.data.sources import Remote
+
+    return Remote(url, json.loads(options) if options else {})
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from oidyolo.data.sources import fetch_file
+    from oidyolo.data.versions import Known, version_files
+
+    files = version_files(args.version)
+    relpaths = {"classes": files.classes, "hierarchy": files.hierarchy}
+    for split in args.split:
+        relpaths[split] = files.boxes_path(split)
+    remote = _remote(args.url, args.options)
+    for name, relpath in relpaths.items():
+        known = files.known_for(relpath) if args.verify else Known()
+        result = fetch_file(remote, relpath, Path(args.out) / Path(relpath).name, known=known)
+        print(f"{name}\t{result.path}\t{result.size}\t{result.md5}")
+    return 0
+
+
+def _parse_filters(items: Sequence[str]) -> dict[str, list[int]]:
+    from oidyolo.errors import ConfigError
+
+    filters: dict[str, list[int]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            filters[key] = [int(v) for v in values.split(",")]
+        except ValueError:
+            raise ConfigError(f"--filter {item!r}: use ATTRIBUTE=VALUES, e.g. IsGroupOf=0 or IsOccluded=0,-1") from None
+    return filters
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from oidyolo.data.catalog import ClassCatalog, Hierarchy, resolve_classes
+    from oidyolo.data.select import extract_class, select_class
+
+    hierarchy = Hierarchy.shipped() if args.expand_hierarchy else None
+    (cls,) = resolve_classes([args.cls], ClassCatalog.shipped(), hierarchy)
+    with tempfile.TemporaryDirectory() as tmp:
+        parquet = Path(tmp) / "boxes.parquet"
+        extract_class(args.csv, cls.mids, parquet, strict=args.strict, label=cls.name)
+        select_class(
+            parquet, args.out, name=cls.name, filters=_parse_filters(args.filter), limit=args.limit, seed=args.seed
+        )
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from oidyolo.data.download import DownloadConfig, check_missing, download_images, write_manifest
+    from oidyolo.data.select import read_selection
+
+    ids = read_selection(args.selection)["ImageID"].to_pylist()
+    config = DownloadConfig(workers=args.workers, retries=args.retries, max_missing_fraction=args.max_missing)
+    entries = download_images(ids, split=args.split, remote=_remote(args.url, args.options), store=args.store, config=config)
+    write_manifest(entries, args.manifest)
+    print(check_missing(entries, args.max_missing, label=args.split))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m oidyolo", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("classes", help="list class names matching TEXT, with their MIDs and subclasses")
+    p.add_argument("query", metavar="TEXT")
+    p.add_argument("--catalog", help="a class-descriptions CSV (default: the shipped Open Images one)")
+    p.add_argument("--hierarchy", help="a hierarchy JSON (default: the shipped one)")
+    p.set_defaults(func=_cmd_classes)
+
+    p = sub.add_parser("demo", help="generate the offline demo source in Open Images' layout")
+    p.add_argument("out")
+    p.add_argument("--version", default="v6")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", type=int, default=300)
+    p.add_argument("--validation", type=int, default=80)
+    p.add_argument("--test", type=int, default=0)
+    p.add_argument("--missing", type=int, default=2)
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("fetch", help="fetch class descriptions, hierarchy and bbox CSVs (resumable, checked)")
+    p.add_argument("--url", default="https://storage.googleapis.com/openimages", help="metadata base URL or dir")
+    p.add_argument("--options", help="fsspec storage options as JSON")
+    p.add_argument("--version", default="v6")
+    p.add_argument("--split", action="append", default=[], help="train, validation or test (repeatable)")
+    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip published size/md5 checks")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_fetch)
+
+    p = sub.add_parser("select", help="stream a bbox CSV into one class's CSV (filters, seeded limit)")
+    p.add_argument("csv")
+    p.add_argument("--class", dest="cls", required=True)
+    p.add_argument("--expand-hierarchy", action="store_true")
+    p.add_argument("--filter", action="append", default=[], metavar="ATTR=V[,V]")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--strict", action="store_true", help="fail on a malformed row instead of skipping it")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_select)
+
+    p = sub.add_parser("download", help="download the images of a class CSV into the shared store")
+    p.add_argument("selection")
+    p.add_argument("--split", required=True)
+    p.add_argument("--url", default="s3://open-images-dataset", help="images base URL or dir")
+    p.add_argument("--options", help="fsspec storage options as JSON, e.g. '{\"endpoint_url\": \"http://...\"}'")
+    p.add_argument("--store", default="data/images")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--workers", type=int, default=32)
+    p.add_argument("--retries", type=int, default=5)
+    p.add_argument("--max-missing", type=float, default=0.05)
+    p.set_defaults(func=_cmd_download)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except OidyoloError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

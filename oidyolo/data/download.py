@@ -1,0 +1,212 @@
+"""Concurrent image download into one shared store, ``{store}/{split}/{ImageID}.jpg``.
+
+An image selected by several classes is stored once. Each file is fetched with retries and backoff, verified as a
+decodable JPEG, written under a temporary name and renamed into place, so no partial file ever sits at a final path
+and an interrupted run resumes by skipping what is already stored. Images missing at the source (real Open Images
+has some) are listed in the manifest; the step fails only past a configurable missing fraction.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from oidyolo.data.boxes import IMAGE_ID
+from oidyolo.data.imagecheck import header_size, looks_complete, verify_jpeg
+from oidyolo.data.sources import Remote, with_retries
+from oidyolo.errors import DataFormatError, DownloadError
+from oidyolo.progress import Progress
+
+MANIFEST_COLUMNS = ("ImageID", "path", "width", "height", "status", "reason")
+_HOST = socket.gethostname().replace(".", "_")
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    workers: int = 32
+    retries: int = 5
+    backoff: float = 0.5
+    max_missing_fraction: float = 0.05
+    progress_interval: float = 5.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    image_id: str
+    path: str
+    width: int
+    height: int
+    status: str  # stored (already there), downloaded, missing, failed
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("stored", "downloaded")
+
+
+def image_path(store: str | Path, split: str, image_id: str) -> Path:
+    """The store path of an image; the ID is validated first so it can never escape the store or the URL."""
+    check_image_id(image_id)
+    return Path(store) / split / f"{image_id}.jpg"
+
+
+def check_image_id(image_id: str) -> str:
+    if not isinstance(image_id, str) or not IMAGE_ID.match(image_id):
+        raise DataFormatError(f"invalid ImageID {image_id!r}: Open Images IDs are 16 lowercase hex characters")
+    return image_id
+
+
+def download_images(
+    image_ids: Iterable[str],
+    *,
+    split: str,
+    remote: Remote,
+    store: str | Path,
+    config: DownloadConfig | None = None,
+    label: str = "",
+) -> list[Entry]:
+    """Make every image present in the store; returns one manifest entry per ID (input order, deduplicated)."""
+    config = config or DownloadConfig()
+    ids = [check_image_id(i) for i in dict.fromkeys(image_ids)]
+    folder = Path(store) / split
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(folder)
+    if remote.url.startswith("s3://"):
+        opts = dict(remote.options)
+        opts.setdefault("config_kwargs", {}).setdefault("max_pool_connections", max(10, config.workers))
+        remote = Remote(remote.url, opts)
+    fs, base = remote.filesystem()
+    progress = Progress(f"images {label or split}", len(ids), unit="img", interval=config.progress_interval)
+
+    def one(image_id: str) -> Entry:
+        entry = _ensure(
+            image_id, fs, f"{base}/{split}/{image_id}.jpg", remote.join(f"{split}/{image_id}.jpg"), folder, config
+        )
+        progress.advance(1, **{entry.status: 1})
+        return entry
+
+    with ThreadPoolExecutor(max_workers=max(1, config.workers), thread_name_prefix="fetch") as pool:
+        entries = list(pool.map(one, ids))
+    progress.finish()
+    return entries
+
+
+def _ensure(image_id: str, fs, path: str, url: str, folder: Path, config: DownloadConfig) -> Entry:
+    dest = folder / f"{image_id}.jpg"
+    if dest.exists():
+        try:
+            if not looks_complete(dest):  # not written by us (we rename only verified files): check it fully
+                verify_jpeg(dest.read_bytes(), where=str(dest))
+            width, height = header_size(dest)
+            return Entry(image_id, str(dest), width, height, "stored")
+        except DataFormatError as err:
+            print(f"warning: {err}; fetching it again", file=sys.stderr)
+            dest.unlink(missing_ok=True)
+
+    def fetch() -> tuple[bytes, tuple[int, int]]:
+        data = fs.cat_file(path)
+        try:
+            return data, verify_jpeg(data, where=url)
+        except DataFormatError as err:  # a truncated or garbled body is retried like a network error
+            raise DownloadError(str(err)) from None
+
+    try:
+        data, (width, height) = with_retries(fetch, what=url, retries=config.retries, backoff=config.backoff)
+    except FileNotFoundError:
+        return Entry(image_id, str(dest), 0, 0, "missing", "not found at the source")
+    except PermissionError as err:
+        return Entry(image_id, str(dest), 0, 0, "failed", f"access denied: {err}")
+    except DownloadError as err:
+        return Entry(image_id, str(dest), 0, 0, "failed", str(err).replace("\t", " ").replace("\n", " "))
+    write_atomic(dest, data)
+    return Entry(image_id, str(dest), width, height, "downloaded")
+
+
+def write_atomic(dest: Path, data: bytes) -> None:
+    """Write under a name unique to this host, process and thread, then rename: readers never see a partial file,
+    and two jobs storing the same image cannot clobber each other's temporary file."""
+    tmp = dest.with_name(f".{dest.name}.{_HOST}.{os.getpid()}.{threading.get_ident()}.part")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_parts(folder: Path, *, max_age_s: float = 86_400) -> int:
+    """Delete temporary files left by killed runs: this host's whose process is gone, or any older than a day."""
+    removed = 0
+    now = time.time()
+    for part in folder.glob(".*.part"):
+        fields = part.name.split(".")
+        host, pid = (fields[-4], fields[-3]) if len(fields) >= 6 else ("", "")
+        stale = False
+        if host == _HOST and pid.isdigit():
+            stale = not _alive(int(pid))
+        try:
+            stale = stale or now - part.stat().st_mtime > max_age_s
+            if stale:
+                part.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_manifest(entries: list[Entry], path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write("\t".join(MANIFEST_COLUMNS) + "\n")
+        for e in entries:
+            fh.write(f"{e.image_id}\t{e.path}\t{e.width}\t{e.height}\t{e.status}\t{e.reason}\n")
+    tmp.replace(path)
+
+
+def read_manifest(path: str | Path) -> list[Entry]:
+    with open(path, encoding="utf-8") as fh:
+        header = fh.readline().rstrip("\n").split("\t")
+        if tuple(header) != MANIFEST_COLUMNS:
+            raise DataFormatError(f"{path}: not an image manifest (header {header})")
+        out = []
+        for n, line in enumerate(fh, 2):
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) != len(MANIFEST_COLUMNS):
+                raise DataFormatError(f"{path}:{n}: expected {len(MANIFEST_COLUMNS)} tab-separated fields")
+            image_id, p, w, h, status, reason = fields
+            out.append(Entry(check_image_id(image_id), p, int(w), int(h), status, reason))
+    return out
+
+
+def check_missing(entries: list[Entry], max_fraction: float, *, label: str) -> str:
+    """A summary line; raises :class:`DownloadError` if more than ``max_fraction`` of the images are unavailable."""
+    bad = [e for e in entries if not e.ok]
+    counts = {s: sum(e.status == s for e in entries) for s in ("stored", "downloaded", "missing", "failed")}
+    line = f"{label}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    if entries and len(bad) / len(entries) > max_fraction:
+        examples = "; ".join(f"{e.image_id}: {e.reason}" for e in bad[:5])
+        raise DownloadError(
+            f"{line}: {len(bad)}/{len(entries)} images unavailable, more than the allowed "
+            f"{max_fraction:.1%} (download.max_missing_fraction). First: {examples}"
+        )
+    return line

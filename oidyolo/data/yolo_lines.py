@@ -1,0 +1,118 @@
+"""VOC files -> keras-yolo3 annotation files (``train.txt``, ``val.txt``) and ``classes.txt``.
+
+Class ids follow the order of the configured classes. Boxes that round to zero width or height are dropped and
+counted (they give log(0) in the YOLO loss). Validation comes from its own Open Images split, or from a seeded
+fraction of the training split (by ImageID hash, so the partition is stable as images are added).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from oidyolo.data.voc import read_voc
+from oidyolo.data.yolo_format import format_line, write_annotations
+from oidyolo.errors import ConfigError
+
+
+@dataclass
+class LineStats:
+    images: int = 0
+    boxes: int = 0
+    per_class: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+
+    def line(self, label: str) -> str:
+        classes = ", ".join(f"{k} {v}" for k, v in sorted(self.per_class.items()))
+        dropped = ", ".join(f"{v} {k}" for k, v in self.dropped.items()) or "none"
+        return f"{label}: {self.images} images, {self.boxes} boxes ({classes}); dropped: {dropped}"
+
+
+def voc_files(voc_dir: str | Path) -> list[Path]:
+    return sorted(Path(voc_dir).glob("*.xml"))
+
+
+def lines_for(
+    voc_paths: Iterable[Path],
+    classes: Sequence[str],
+    stats: LineStats,
+    *,
+    include_difficult: bool = True,
+    absolute_paths: bool = False,
+) -> list[str]:
+    ids = {name: i for i, name in enumerate(classes)}
+    out = []
+    for voc_path in voc_paths:
+        ann = read_voc(voc_path)
+        boxes = []
+        for obj in ann.objects:
+            if obj.name not in ids:
+                stats.dropped["boxes of classes not in classes.txt"] += 1
+                continue
+            if obj.difficult and not include_difficult:
+                stats.dropped["difficult boxes"] += 1
+                continue
+            x1, y1, x2, y2 = obj.box
+            if x2 <= x1 or y2 <= y1:
+                stats.dropped["zero-size boxes"] += 1
+                continue
+            boxes.append((x1, y1, x2, y2, ids[obj.name]))
+            stats.per_class[obj.name] += 1
+        if not boxes:
+            stats.dropped["images left without boxes"] += 1
+            continue
+        path = os.path.abspath(ann.path) if absolute_paths else ann.path
+        out.append(format_line(path, boxes))
+        stats.images += 1
+        stats.boxes += len(boxes)
+    return out
+
+
+def in_val_fraction(image_id: str, fraction: float, seed: int) -> bool:
+    digest = hashlib.blake2b(f"val:{seed}:{image_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < fraction * 2**64
+
+
+def build_annotations(
+    *,
+    train_voc: str | Path,
+    val_voc: str | Path | None,
+    classes: Sequence[str],
+    out_train: str | Path,
+    out_val: str | Path,
+    out_classes: str | Path,
+    val_fraction: float | None = None,
+    seed: int = 0,
+    include_difficult: bool = True,
+    absolute_paths: bool = False,
+) -> tuple[LineStats, LineStats]:
+    """Write the annotation files. Either ``val_voc`` (a separate split) or ``val_fraction`` of the train split."""
+    if (val_voc is None) == (val_fraction is None):
+        raise ConfigError("give either a validation split or val_fraction, not both or neither")
+    if val_fraction is not None and not 0 < val_fraction < 1:
+        raise ConfigError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    train_paths = voc_files(train_voc)
+    if val_voc is not None:
+        val_paths = voc_files(val_voc)
+    else:
+        val_paths = [p for p in train_paths if in_val_fraction(p.stem, val_fraction, seed)]  # type: ignore[arg-type]
+        held = set(val_paths)
+        train_paths = [p for p in train_paths if p not in held]
+    opts = {"include_difficult": include_difficult, "absolute_paths": absolute_paths}
+    train_stats, val_stats = LineStats(), LineStats()
+    train_lines = lines_for(train_paths, classes, train_stats, **opts)
+    val_lines = lines_for(val_paths, classes, val_stats, **opts)
+    for lines, name in ((train_lines, "training"), (val_lines, "validation")):
+        if not lines:
+            raise ConfigError(f"the {name} set is empty: no image with boxes of {', '.join(classes)}")
+    write_annotations(out_train, train_lines)
+    write_annotations(out_val, val_lines)
+    write_annotations(out_classes, classes)
+    print(train_stats.line("train.txt"), file=sys.stderr)
+    print(val_stats.line("val.txt"), file=sys.stderr)
+    return train_stats, val_stats

@@ -1,0 +1,122 @@
+"""What the workflow will do, derived from a validated config: resolved classes, splits, sources and paths.
+
+The Snakemake rules read everything from a :class:`Plan`, so they hold no logic, and the same plan is unit-testable
+without Snakemake (this module never imports it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from oidyolo.data.catalog import ClassCatalog, Hierarchy, ResolvedClass, resolve_classes
+from oidyolo.data.sources import Remote
+from oidyolo.data.versions import OPENIMAGES_IMAGES_URL, OPENIMAGES_METADATA_URL, Known, version_files
+from oidyolo.errors import ConfigError
+
+DEMO_DIR = "data/demo"
+STORE = "data/images"
+
+
+@dataclass(frozen=True)
+class Plan:
+    config: Mapping[str, Any]
+    classes: tuple[ResolvedClass, ...]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Plan:
+        """Check what the schema cannot (class names, split combinations) and resolve the classes."""
+        hierarchy = Hierarchy.shipped() if config.get("expand_hierarchy") else None
+        classes = resolve_classes(config["classes"], ClassCatalog.shipped(), hierarchy)
+        plan = cls(config, tuple(classes))
+        files = version_files(plan.version)
+        for split in plan.splits:
+            files.boxes_path(split)
+        if config.get("val_split") is None and config.get("val_fraction") is None:
+            raise ConfigError("set val_split (an Open Images split) or val_fraction (a share of train_split)")
+        if config.get("val_split") is not None and config.get("val_fraction") is not None:
+            raise ConfigError("set either val_split or val_fraction, not both (val_split: null to use val_fraction)")
+        if config.get("val_split") == plan.train_split:
+            raise ConfigError(f"val_split and train_split are both {plan.train_split!r}; use val_fraction instead")
+        if plan.source == "mirror" and "mirror" not in config.get("sources", {}):
+            raise ConfigError("source: mirror needs sources.mirror.metadata_url and sources.mirror.images_url")
+        return plan
+
+    # -- the config, named -------------------------------------------------------------------------------------
+    @property
+    def source(self) -> str:
+        return self.config.get("source", "demo")
+
+    @property
+    def version(self) -> str:
+        return self.config.get("version", "v6")
+
+    @property
+    def train_split(self) -> str:
+        return self.config.get("train_split", "train")
+
+    @property
+    def val_split(self) -> str | None:
+        return self.config.get("val_split", "validation")
+
+    @property
+    def splits(self) -> list[str]:
+        return [self.train_split] + ([self.val_split] if self.val_split else [])
+
+    @property
+    def slugs(self) -> list[str]:
+        return [c.slug for c in self.classes]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    def cls(self, slug: str) -> ResolvedClass:
+        for c in self.classes:
+            if c.slug == slug:
+                return c
+        raise ConfigError(f"no configured class has the file name {slug!r}")
+
+    def limit(self, split: str) -> int | None:
+        limit = self.config.get("limit")
+        return limit.get(split) if isinstance(limit, Mapping) else limit
+
+    # -- sources -----------------------------------------------------------------------------------------------
+    def _remote_config(self) -> Mapping[str, Any]:
+        if self.source == "demo":
+            return {
+                "metadata_url": f"{DEMO_DIR}/openimages",
+                "images_url": f"{DEMO_DIR}/open-images-dataset",
+                "verify_checksums": False,
+            }
+        default = {"metadata_url": OPENIMAGES_METADATA_URL, "images_url": OPENIMAGES_IMAGES_URL}
+        return self.config.get("sources", {}).get(self.source, default)
+
+    @property
+    def metadata_remote(self) -> Remote:
+        rc = self._remote_config()
+        return Remote(rc["metadata_url"], dict(rc.get("metadata_options") or {}))
+
+    @property
+    def images_remote(self) -> Remote:
+        rc = self._remote_config()
+        return Remote(rc["images_url"], dict(rc.get("images_options") or {}))
+
+    def known(self, relpath: str) -> Known:
+        if not self._remote_config().get("verify_checksums", True):
+            return Known()
+        return version_files(self.version).known_for(relpath)
+
+    # -- paths ---------------------------------------------------------------------------------------------------
+    @property
+    def metadata_dir(self) -> str:
+        return f"data/metadata/{self.source}/{self.version}"
+
+    def relpath(self, what: str, split: str | None = None) -> str:
+        files = version_files(self.version)
+        if what == "classes":
+            return files.classes
+        if what == "hierarchy":
+            return files.hierarchy
+        return files.boxes_path(split or "")

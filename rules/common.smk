@@ -1,0 +1,48 @@
+# Validation, the plan derived from the config, and path helpers. No step logic lives here.
+import sys
+
+sys.path.insert(0, workflow.basedir)  # the oidyolo package, also without `pip install`
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from oidyolo.errors import OidyoloError
+from oidyolo.workflow import DEMO_DIR, STORE, Plan
+
+
+validate(config, "../schemas/config.schema.yaml")
+
+try:
+    PLAN = Plan.from_config(config)
+except OidyoloError as err:
+    raise WorkflowError(f"config.yaml: {err}") from None
+
+
+wildcard_constraints:
+    split="train|validation|test",
+    cls="|".join(PLAN.slugs),
+
+
+METADATA = PLAN.metadata_dir
+
+
+def source_ready(wildcards):
+    """The demo source must be generated before anything is fetched from it."""
+    return [DEMO_DIR] if PLAN.source == "demo" else []
+
+
+def split_boxes_csv(wildcards):
+    return f"{METADATA}/{wildcards.split}-annotations-bbox.csv"
+
+
+def class_files(pattern):
+    """One path per configured class, for a split wildcard left open: class_files('results/x/{split}/{cls}.csv')."""
+
+    def paths(wildcards):
+        return [pattern.format(split=wildcards.split, cls=slug) for slug in PLAN.slugs]
+
+    return paths
+
+
+def val_voc(wildcards):
+    return [f"results/voc/{PLAN.val_split}"] if PLAN.val_split else []

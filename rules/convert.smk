@@ -1,0 +1,45 @@
+# Stage 4-5: Pascal VOC (one file per image with every selected class in it), then the keras-yolo3 files.
+
+
+rule voc:
+    input:
+        manifests=class_files("results/images/{split}/{cls}.tsv"),
+        boxes=class_files("results/boxes/{split}/{cls}.parquet"),
+    output:
+        directory("results/voc/{split}"),
+    params:
+        names=PLAN.names,
+        filters=config["filters"],
+        database=f"Open Images {PLAN.version}",
+    log:
+        "logs/voc/{split}.log",
+    benchmark:
+        "benchmarks/voc/{split}.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/voc.py"
+
+
+rule yolo_annotations:
+    input:
+        train=f"results/voc/{PLAN.train_split}",
+        val=val_voc,
+    output:
+        train="results/yolo/train.txt",
+        val="results/yolo/val.txt",
+        classes="results/yolo/classes.txt",
+    params:
+        classes=PLAN.names,
+        val_fraction=config["val_fraction"],
+        seed=config["seed"],
+        include_difficult=config["yolo"]["include_difficult"],
+        absolute_paths=config["yolo"]["absolute_paths"],
+    log:
+        "logs/yolo_annotations.log",
+    benchmark:
+        "benchmarks/yolo_annotations.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/yolo_annotations.py"

@@ -1,0 +1,13 @@
+"""Snakemake adapter: every box of one class (and its subclasses) from the split's bbox CSV, streamed."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from oidyolo.data.select import extract_class
+from oidyolo.runner import logged_step
+
+with logged_step(snakemake.log[0], "extract_class"):
+    p = snakemake.params
+    extract_class(snakemake.input.csv, p.mids, snakemake.output[0], strict=p.strict, label=p.name)

@@ -1,0 +1,15 @@
+"""Snakemake adapter: filters and the seeded image limit -> the class CSV."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from oidyolo.data.select import select_class
+from oidyolo.runner import logged_step
+
+with logged_step(snakemake.log[0], "select_class"):
+    p = snakemake.params
+    select_class(
+        snakemake.input[0], snakemake.output[0], name=p.name, filters=dict(p.filters), limit=p.limit, seed=p.seed
+    )
