@@ -50,7 +50,10 @@ def test_missing_required_column_is_named(tmp_path):
 
 
 def test_lines_straddling_windows_are_found_exactly_once(tmp_path):
-    rows = [v6_row(IDS[i % len(IDS)], APPLE if i % 7 == 0 else ORANGE, (0.1, 0.2 + i % 5 * 0.1, 0.1, 0.9)) for i in range(3000)]
+    rows = [
+        v6_row(IDS[i % len(IDS)], APPLE if i % 7 == 0 else ORANGE, (0.1, 0.2 + i % 5 * 0.1, 0.1, 0.9))
+        for i in range(3000)
+    ]
     path = write_csv(tmp_path / "b.csv", V6_COLUMNS, rows)
     expected = [r.encode() for r in rows if f",{APPLE}," in r]
     # A 4 KiB window (the mmap granularity) forces hundreds of window boundaries through lines.

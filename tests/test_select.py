@@ -24,7 +24,9 @@ def test_filters_select_whole_images_never_half_labelled(tmp_path):
     chosen, stats = select_images(table, name="Apple", filters=normalize_filters({"IsOccluded": 0}), limit=None, seed=1)
     assert sorted(set(chosen["ImageID"].to_pylist())) == [IDS[1]]
     assert stats.eligible == 1 and stats.images == 3
-    chosen, _ = select_images(table, name="Apple", filters=normalize_filters({"IsOccluded": [0, -1]}), limit=None, seed=1)
+    chosen, _ = select_images(
+        table, name="Apple", filters=normalize_filters({"IsOccluded": [0, -1]}), limit=None, seed=1
+    )
     assert sorted(set(chosen["ImageID"].to_pylist())) == [IDS[1], IDS[2]]
     assert set(chosen["Class"].to_pylist()) == {"Apple"}
 

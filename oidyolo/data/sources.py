@@ -162,8 +162,18 @@ def fetch_file(
 
 
 def _remote_size(fs: fsspec.AbstractFileSystem, path: str, url: str, retries: int) -> int | None:
+    # fsspec's HTTP info() reports any failed HEAD/GET (a 503 too) as FileNotFoundError, so over HTTP a "not
+    # found" is retried a few times before it is believed.
+    tries = 3 if url.startswith(("http://", "https://")) else 1
     try:
-        info = with_retries(lambda: fs.info(path), what=url, retries=retries)
+        for attempt in range(tries):
+            try:
+                info = with_retries(lambda: fs.info(path), what=url, retries=retries)
+                break
+            except FileNotFoundError:
+                if attempt == tries - 1:
+                    raise
+                time.sleep(0.5 * 2**attempt)
     except FileNotFoundError:
         raise DownloadError(f"{url}: not found at the source (check the source URL and version)") from None
     except PermissionError:

@@ -1,0 +1,183 @@
+"""VOC files (every selected class per image, pixel coordinates, attributes kept) and keras-yolo3 lines."""
+
+import xml.etree.ElementTree as ET
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import APPLE, BANANA, ORANGE, V5_COLUMNS, make_jpeg, v5_row, write_csv
+
+from oidyolo.data.boxes import scan_boxes
+from oidyolo.data.download import Entry, write_manifest
+from oidyolo.data.voc import read_voc, write_voc
+from oidyolo.data.yolo_format import format_line, parse_line, read_annotations, read_classes
+from oidyolo.data.yolo_lines import build_annotations, in_val_fraction
+from oidyolo.errors import ConfigError, DataFormatError
+
+A, B, C = "00000000000000a1", "00000000000000b2", "00000000000000c3"
+
+
+@pytest.fixture
+def built(tmp_path):
+    """Apple selected image A; Orange selected B. A also holds an (occluded) orange, which must be labelled."""
+    rows = [
+        v5_row(A, APPLE, (0.1, 0.5, 0.2, 0.6)),
+        v5_row(A, ORANGE, (0.5, 0.9, 0.1, 0.4), attrs=(1, 0, 0, 0, 0)),
+        v5_row(B, ORANGE, (0.0, 1.0, 0.0, 1.0), attrs=(0, 1, -1, 0, 0)),
+        v5_row(C, BANANA, (0.2, 0.3, 0.2, 0.3)),
+    ]
+    csv = write_csv(tmp_path / "boxes.csv", V5_COLUMNS, rows)
+    boxes = {}
+    for name, mid in (("Apple", APPLE), ("Orange", ORANGE)):
+        boxes[name] = tmp_path / f"{name}.parquet"
+        pq.write_table(scan_boxes(csv, [mid])[0], boxes[name])
+    store = tmp_path / "data" / "images" / "train"
+    a, b = make_jpeg(store / f"{A}.jpg", (200, 100)), make_jpeg(store / f"{B}.jpg", (50, 40))
+    write_manifest([Entry(A, str(a), 200, 100, "downloaded")], tmp_path / "apple.tsv")
+    write_manifest(
+        [Entry(B, str(b), 50, 40, "stored"), Entry(C, "x", 0, 0, "missing", "not found")], tmp_path / "orange.tsv"
+    )
+    voc = tmp_path / "voc"
+    n = write_voc(
+        voc,
+        split="train",
+        manifests=[tmp_path / "apple.tsv", tmp_path / "orange.tsv"],
+        class_boxes=boxes,
+        filters={"IsOccluded": [0]},
+        database="Open Images v6",
+    )
+    return tmp_path, voc, n
+
+
+def test_one_voc_file_per_stored_image_with_every_selected_class(built):
+    _, voc, n = built
+    assert n == 2 and sorted(p.name for p in voc.iterdir()) == [f"{A}.xml", f"{B}.xml"]
+    ann = read_voc(voc / f"{A}.xml")
+    assert [(o.name, o.box) for o in ann.objects] == [("Apple", (20, 20, 100, 60)), ("Orange", (100, 10, 180, 40))]
+    # the orange fails the IsOccluded filter: kept (never left unlabelled) but marked difficult
+    assert [o.difficult for o in ann.objects] == [False, True]
+    assert (ann.width, ann.height) == (200, 100)
+
+
+def test_voc_keeps_open_images_attributes_and_standard_fields(built):
+    _, voc, _ = built
+    root = ET.parse(voc / f"{B}.xml").getroot()  # the standard library reader, as VOC tools use
+    obj = root.find("object")
+    assert root.findtext("filename") == f"{B}.jpg" and root.findtext("size/depth") == "3"
+    assert [obj.findtext(f"bndbox/{k}") for k in ("xmin", "ymin", "xmax", "ymax")] == ["0", "0", "50", "40"]
+    assert obj.findtext("truncated") == "1" and obj.findtext("difficult") == "0"
+    assert obj.findtext("openimages/IsGroupOf") == "-1" and obj.findtext("openimages/LabelName") == ORANGE
+    assert root.findtext("source/database") == "Open Images v6"
+
+
+def test_class_names_are_escaped_in_xml(tmp_path):
+    from oidyolo.data.voc import annotation_xml
+
+    row = dict(
+        Class='Kitchen & dining <room> "table"',
+        IsTruncated=0,
+        IsOccluded=0,
+        Difficult=False,
+        XMin=0.1,
+        XMax=0.2,
+        YMin=0.1,
+        YMax=0.2,
+        LabelName="/m/0h8n5zk",
+        Source="xclick",
+        Confidence=1.0,
+        IsGroupOf=0,
+        IsDepiction=0,
+        IsInside=0,
+    )
+    xml = annotation_xml(Entry(A, "p.jpg", 10, 10, "stored"), [row], split="train", database="x")
+    assert ET.fromstring(xml).findtext("object/name") == row["Class"]
+
+
+def test_yolo_annotations_from_voc(built):
+    tmp, voc, _ = built
+    out = tmp / "yolo"
+    out.mkdir()
+    train, val = build_annotations(
+        train_voc=voc,
+        val_voc=voc,
+        classes=["Apple", "Orange"],
+        out_train=out / "train.txt",
+        out_val=out / "val.txt",
+        out_classes=out / "classes.txt",
+    )
+    lines = (out / "train.txt").read_text().splitlines()
+    assert lines[0].split()[1:] == ["20,20,100,60,0", "100,10,180,40,1"]
+    assert read_classes(out / "classes.txt") == ["Apple", "Orange"]
+    assert train.boxes == 3 and train.per_class == {"Apple": 1, "Orange": 2}
+    assert [a.path for a in read_annotations(out / "train.txt", num_classes=2)] == [
+        str(tmp / "data" / "images" / "train" / f"{A}.jpg"),
+        str(tmp / "data" / "images" / "train" / f"{B}.jpg"),
+    ]
+
+
+def test_difficult_boxes_can_be_left_out(built):
+    tmp, voc, _ = built
+    stats, _ = build_annotations(
+        train_voc=voc,
+        val_voc=voc,
+        classes=["Apple", "Orange"],
+        out_train=tmp / "t.txt",
+        out_val=tmp / "v.txt",
+        out_classes=tmp / "c.txt",
+        include_difficult=False,
+    )
+    assert stats.dropped["difficult boxes"] == 1 and stats.boxes == 2
+
+
+def test_val_fraction_is_a_stable_seeded_partition():
+    ids = [f"{i:016x}" for i in range(2000)]
+    picked = [i for i in ids if in_val_fraction(i, 0.1, seed=3)]
+    assert 150 < len(picked) < 250
+    assert picked == [i for i in ids if in_val_fraction(i, 0.1, seed=3)]
+    assert picked != [i for i in ids if in_val_fraction(i, 0.1, seed=4)]
+
+
+def test_build_refuses_ambiguous_or_empty_validation(built):
+    tmp, voc, _ = built
+    common = dict(train_voc=voc, classes=["Apple"], out_train=tmp / "t", out_val=tmp / "v", out_classes=tmp / "c")
+    with pytest.raises(ConfigError, match="either a validation split or val_fraction"):
+        build_annotations(val_voc=voc, val_fraction=0.2, **common)
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        build_annotations(val_voc=None, val_fraction=1.5, **common)
+    (tmp / "empty").mkdir()
+    with pytest.raises(ConfigError, match="validation set is empty"):
+        build_annotations(val_voc=tmp / "empty", **common)
+
+
+def test_zero_size_boxes_are_dropped_with_a_count(tmp_path):
+    voc = tmp_path / "voc"
+    voc.mkdir()
+    (voc / f"{A}.xml").write_text(
+        "<annotation><path>img.jpg</path><size><width>10</width><height>10</height></size>"
+        "<object><name>Apple</name><bndbox><xmin>3</xmin><ymin>3</ymin><xmax>3</xmax><ymax>8</ymax></bndbox></object>"
+        "<object><name>Apple</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>"
+        "</annotation>"
+    )
+    stats, _ = build_annotations(
+        train_voc=voc,
+        val_voc=voc,
+        classes=["Apple"],
+        out_train=tmp_path / "t",
+        out_val=tmp_path / "v",
+        out_classes=tmp_path / "c",
+    )
+    assert stats.dropped["zero-size boxes"] == 1 and (tmp_path / "t").read_text() == "img.jpg 1,1,5,5,0\n"
+
+
+def test_format_and_parse_lines():
+    line = format_line("data/images/train/x.jpg", [(1, 2, 30, 40, 0), (5, 6, 7, 8, 2)])
+    assert line == "data/images/train/x.jpg 1,2,30,40,0 5,6,7,8,2"
+    parsed = parse_line(line, num_classes=3)
+    assert parsed.boxes.tolist() == [[1, 2, 30, 40, 0], [5, 6, 7, 8, 2]]
+    with pytest.raises(DataFormatError, match="whitespace"):
+        format_line("my images/x.jpg", [])
+    with pytest.raises(DataFormatError, match="class id out of range"):
+        parse_line(line, num_classes=2)
+    with pytest.raises(DataFormatError, match="integers"):
+        parse_line("x.jpg 1.5,2,3,4,0")
+    with pytest.raises(DataFormatError, match="degenerate"):
+        parse_line("x.jpg 5,2,3,4,0")
