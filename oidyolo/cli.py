@@ -105,7 +105,8 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
     ids = read_selection(args.selection)["ImageID"].to_pylist()
     config = DownloadConfig(workers=args.workers, retries=args.retries, max_missing_fraction=args.max_missing)
-    entries = download_images(ids, split=args.split, remote=_remote(args.url, args.options), store=args.store, config=config)
+    remote = _remote(args.url, args.options)
+    entries = download_images(ids, split=args.split, remote=remote, store=args.store, config=config)
     write_manifest(entries, args.manifest)
     print(check_missing(entries, args.max_missing, label=args.split))
     return 0
@@ -155,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("selection")
     p.add_argument("--split", required=True)
     p.add_argument("--url", default="s3://open-images-dataset", help="images base URL or dir")
-    p.add_argument("--options", help="fsspec storage options as JSON, e.g. '{\"endpoint_url\": \"http://...\"}'")
+    p.add_argument("--options", help='fsspec storage options as JSON, e.g. \'{"endpoint_url": "http://..."}\'')
     p.add_argument("--store", default="data/images")
     p.add_argument("--manifest", required=True)
     p.add_argument("--workers", type=int, default=32)

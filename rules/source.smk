@@ -40,7 +40,6 @@ rule fetch_catalog:
         url=PLAN.metadata_remote.url,
         options=PLAN.metadata_remote.options,
         relpaths=[PLAN.relpath("classes"), PLAN.relpath("hierarchy")],
-        classes=PLAN.names,
     log:
         "logs/fetch_catalog.log",
     benchmark:

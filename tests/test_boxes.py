@@ -45,7 +45,7 @@ def test_only_the_requested_classes_are_returned(tmp_path):
 
 def test_missing_required_column_is_named(tmp_path):
     path = write_csv(tmp_path / "b.csv", "ImageID,LabelName,XMin,XMax,YMin", [])
-    with pytest.raises(DataFormatError, match="missing column.*YMax"):
+    with pytest.raises(DataFormatError, match=r"missing column.*YMax"):
         scan_boxes(path, [APPLE])
 
 

@@ -222,24 +222,29 @@ def test_boxes_are_the_extents_of_the_drawn_masks(small: tuple[Path, demo.DemoSu
     rows = read_rows(boxes_csv(root, SMALL, "train"))[1]
     checked_edges = 0
     for plan in plan_images(SMALL, "train"):
-        r = render_image(SMALL, plan)
+        r = render_image(SMALL, plan, with_background=True)
+        assert r.background is not None
         h, w = r.height, r.width
+        diff = np.abs(r.pixels.astype(int) - r.background.astype(int)).max(axis=2)
+        # Nothing is drawn outside the objects' masks (widened by the blur's reach).
+        union = np.zeros((h, w), dtype=bool)
+        for obj in r.objects:
+            union |= obj.mask
+        assert diff[~dilate(union, 3)].max() <= 3, plan.image_id
         expected = Counter()
         for obj in r.objects:
             mask = obj.mask
             ys, xs = np.nonzero(mask)
             x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
             expected[(mids[obj.label], f"{x0 / w:.6f}", f"{x1 / w:.6f}", f"{y0 / h:.6f}", f"{y1 / h:.6f}")] += 1
-            diff = np.abs(r.pixels.astype(int) - r.background.astype(int)).mean(axis=2)
             # The object is really drawn where its mask says ...
             assert diff[mask].mean() > 15, obj.label
             if obj.occluded or obj.truncated or obj.group_of or int(mask.sum()) < 80:
                 continue
             # ... right up to each side of its box.
-            for band in (mask[:, x0 : x0 + 2], mask[:, x1 - 2 : x1], mask[y0 : y0 + 2], mask[y1 - 2 : y1]):
-                assert band.any()
             for edge in (np.s_[:, x0 : x0 + 2], np.s_[:, x1 - 2 : x1], np.s_[y0 : y0 + 2, :], np.s_[y1 - 2 : y1, :]):
-                assert diff[edge][mask[edge]].mean() > 10, obj.label
+                assert mask[edge].any()
+                assert diff[edge][mask[edge]].mean() > 4, obj.label
                 checked_edges += 1
         got = Counter(
             (row["LabelName"], row["XMin"], row["XMax"], row["YMin"], row["YMax"])
@@ -247,13 +252,6 @@ def test_boxes_are_the_extents_of_the_drawn_masks(small: tuple[Path, demo.DemoSu
             if row["ImageID"] == plan.image_id
         )
         assert got == expected, plan.image_id
-        # Nothing is drawn outside the objects' masks (beyond blur and noise).
-        union = np.zeros((h, w), dtype=bool)
-        for obj in r.objects:
-            union |= obj.mask
-        outside = ~dilate(union, 2)
-        residual = np.abs(r.pixels.astype(int) - r.background.astype(int))[outside]
-        assert residual.mean() < 6 and np.percentile(residual, 99.5) < 30, plan.image_id
     assert checked_edges > 100
 
 

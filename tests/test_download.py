@@ -104,7 +104,7 @@ def test_manifest_round_trip_and_missing_fraction(bucket, tmp_path):
     write_manifest(entries, tmp_path / "m.tsv")
     assert read_manifest(tmp_path / "m.tsv") == entries
     assert "6 downloaded, 2 missing" in check_missing(entries, 0.5, label="x")
-    with pytest.raises(DownloadError, match="2/8 images unavailable, more than the allowed 10.0%"):
+    with pytest.raises(DownloadError, match=r"2/8 images unavailable, more than the allowed 10\.0%"):
         check_missing(entries, 0.1, label="x")
 
 

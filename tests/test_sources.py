@@ -63,7 +63,7 @@ def test_fetch_from_s3_compatible_server(source_dir, tmp_path):
 
 
 def test_checksum_mismatch_deletes_the_partial_file_and_says_so(source_dir, tmp_path):
-    with pytest.raises(IntegrityError, match="md5 .* differs from the published 0+1"):
+    with pytest.raises(IntegrityError, match=r"md5 .* differs from the published 0+1"):
         fetch_file(Remote(str(source_dir)), "v6/big.csv", tmp_path / "out.csv", known=Known(md5="0" * 31 + "1"))
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "out.csv.part").exists()
 
@@ -86,7 +86,7 @@ def test_retries_give_up_with_the_cause():
         calls.append(1)
         raise ConnectionResetError("peer reset")
 
-    with pytest.raises(DownloadError, match="ConnectionResetError: peer reset .*3 tries"):
+    with pytest.raises(DownloadError, match=r"ConnectionResetError: peer reset .*3 tries"):
         with_retries(flaky, what="x", retries=2, sleep=lambda s: None)
     assert len(calls) == 3
 

@@ -96,7 +96,7 @@ def test_yolo_annotations_from_voc(built):
     tmp, voc, _ = built
     out = tmp / "yolo"
     out.mkdir()
-    train, val = build_annotations(
+    train, _ = build_annotations(
         train_voc=voc,
         val_voc=voc,
         classes=["Apple", "Orange"],

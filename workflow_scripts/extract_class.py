@@ -5,9 +5,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
+from oidyolo.data.catalog import ClassCatalog
 from oidyolo.data.select import extract_class
 from oidyolo.runner import logged_step
 
 with logged_step(snakemake.log[0], "extract_class"):
     p = snakemake.params
+    ClassCatalog.from_file(snakemake.input.catalog).mid(p.name)  # the source must know the class too
     extract_class(snakemake.input.csv, p.mids, snakemake.output[0], strict=p.strict, label=p.name)

@@ -661,7 +661,7 @@ class DemoObject:
 class RenderedImage:
     plan: ImagePlan
     pixels: np.ndarray  # uint8 (H, W, 3), before conversion to the JPEG's mode
-    background: np.ndarray  # uint8 (H, W, 3), the same image before objects were drawn (no final noise or blur)
+    background: np.ndarray | None  # uint8 (H, W, 3): the image without its objects, if asked for
     objects: list[DemoObject]
 
     @property
@@ -731,7 +731,9 @@ def _erode(mask: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _paint(shape: _Shape, F: _Frame, p: dict, parts: Parts, mask: np.ndarray, rng: np.random.Generator, flat: bool):
+def _paint(
+    shape: _Shape, F: _Frame, p: dict, parts: Parts, mask: np.ndarray, rng: np.random.Generator, flat: bool
+) -> np.ndarray:
     if not flat:
         return shape.paint(F, p, parts, rng)
     # A depiction: solid colours with a black outline, like a clip-art drawing.
@@ -825,7 +827,8 @@ def _place_objects(canvas: _Canvas, rng: np.random.Generator, labels: list[str],
     for label in labels:
         flat = flat_image or rng.random() < 0.02
         owner = _new_object(canvas, label, depiction=flat)
-        size = math.exp(rng.uniform(math.log(0.05), math.log(top)))
+        # Log-uniform, skewed towards the larger sizes so that tiny objects do not dominate.
+        size = 0.05 * (top / 0.05) ** (rng.random() ** 0.6)
         truncate = rng.random() < 0.15
         for attempt in range(10):
             radius = max(3.0, size * short / 2 * 0.85**attempt)
@@ -846,8 +849,12 @@ def _place_objects(canvas: _Canvas, rng: np.random.Generator, labels: list[str],
             canvas.objects.pop()  # nowhere to put it
 
 
-def render_image(spec: DemoSpec, plan: ImagePlan) -> RenderedImage:
-    """Draw one image and its annotations; a pure function of (spec, plan)."""
+def render_image(spec: DemoSpec, plan: ImagePlan, with_background: bool = False) -> RenderedImage:
+    """Draw one image and its annotations; a pure function of (spec, plan).
+
+    ``with_background`` also returns the background without the objects, finished (noise, blur) like the image, so
+    a test can see exactly which pixels the objects changed.
+    """
     rng = np.random.default_rng((spec.seed, _split_code(plan.split), plan.index))
     w, h = _image_size(rng, spec)
     background = _background(rng, h, w)
@@ -862,12 +869,14 @@ def render_image(spec: DemoSpec, plan: ImagePlan) -> RenderedImage:
         obj.source = "activemil" if not obj.group_of and rng.random() < _ACTIVEMIL_RATE else "xclick"
         obj.click_order = tuple(int(i) for i in np.roll(np.arange(4)[:: rng.choice([-1, 1])], rng.integers(4)))
     # Camera-like finish: sensor noise, sometimes a slight blur.
-    pixels = canvas.pixels + rng.normal(0, rng.uniform(1.5, 5), (h, w, 1)).astype(np.float32)
-    img = Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8), "RGB")
-    if rng.random() < 0.5:
-        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 0.9)))
-    bg = np.clip(background, 0, 255).round().astype(np.uint8)
-    return RenderedImage(plan, np.asarray(img), bg, canvas.objects)
+    noise = rng.normal(0, rng.uniform(1.5, 5), (h, w, 1)).astype(np.float32)
+    blur = rng.uniform(0.4, 0.9) if rng.random() < 0.5 else 0.0
+
+    def finish(pixels: np.ndarray) -> np.ndarray:
+        img = Image.fromarray(np.clip(pixels + noise, 0, 255).round().astype(np.uint8), "RGB")
+        return np.asarray(img.filter(ImageFilter.GaussianBlur(blur)) if blur else img)
+
+    return RenderedImage(plan, finish(canvas.pixels), finish(background) if with_background else None, canvas.objects)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -977,7 +986,7 @@ def generate_demo(out_dir: Path, spec: DemoSpec = DemoSpec()) -> DemoSummary:
             if not plan.missing:
                 _write_atomic(out_dir / IMAGES_DIR / split / f"{plan.image_id}.jpg", r.jpeg(spec.quality))
             rows += box_rows(r, mids, xclick)
-            r.pixels = r.background = np.empty((0, 0, 3), np.uint8)  # keep only the annotations in memory
+            r.pixels = np.empty((0, 0, 3), np.uint8)  # keep only the annotations in memory
             rendered.append(r)
         rows.sort(key=_row_key)
         header = BOX_COLUMNS + (XCLICK_COLUMNS if xclick else [])

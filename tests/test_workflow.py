@@ -1,0 +1,145 @@
+"""The data workflow end to end on the demo source, in a temporary directory, and its rerun behaviour asserted from
+Snakemake's own dry-run output."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from oidyolo.data.download import read_manifest
+from oidyolo.data.voc import read_voc
+from oidyolo.data.yolo_format import read_annotations, read_classes
+
+pytestmark = pytest.mark.slow
+
+BASE = {
+    "classes": ["Apple", "Orange", "Banana"],
+    "demo": {"train_images": 40, "validation_images": 12},
+    "download": {"max_missing_fraction": 0.25, "workers": 8},
+}
+
+
+def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    cfg = workdir / "config.yaml"
+    if config is not None:
+        cfg = workdir / "edited.yaml"
+        cfg.write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)]
+    cmd += ["--configfile", str(cfg), "--cores", "2", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def planned(workdir: Path, config: dict | None = None) -> set[tuple[str, str]]:
+    """(rule, first output) of every job a dry run would execute."""
+    out = snakemake(workdir, "--dry-run", config=config).stdout
+    jobs = set()
+    for block in re.split(r"\n(?=rule \w+:)", out):
+        m = re.match(r"rule (\w+):", block)
+        if m:
+            o = re.search(r"^\s+output: ([^,\n]+)", block, re.M)
+            jobs.add((m.group(1), o.group(1) if o else ""))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(BASE))
+    snakemake(workdir)
+    return workdir
+
+
+def test_demo_workflow_builds_a_keras_yolo3_dataset(run):
+    classes = read_classes(run / "results/yolo/classes.txt")
+    assert classes == ["Apple", "Orange", "Banana"]
+    train = read_annotations(run / "results/yolo/train.txt", num_classes=3)
+    val = read_annotations(run / "results/yolo/val.txt", num_classes=3)
+    assert len(train) >= 25 and len(val) >= 8
+    for line in train + val:
+        assert (run / line.path).is_file() and " " not in line.path
+    # every class appears in training
+    assert set(int(c) for line in train for c in line.boxes[:, 4]) == {0, 1, 2}
+
+
+def test_images_are_stored_once_and_manifests_agree(run):
+    ids_by_class = {}
+    for tsv in (run / "results/images/train").glob("*.tsv"):
+        ids_by_class[tsv.stem] = {e.image_id for e in read_manifest(tsv) if e.ok}
+    union = set().union(*ids_by_class.values())
+    stored = {p.stem for p in (run / "data/images/train").glob("*.jpg")}
+    assert union == stored
+    assert sum(map(len, ids_by_class.values())) > len(union)  # some images hold two classes: stored once
+    assert not list((run / "data/images/train").glob(".*part"))
+    missing = [e for tsv in (run / "results/images/train").glob("*.tsv") for e in read_manifest(tsv) if not e.ok]
+    assert missing and all(e.status == "missing" for e in missing)  # the demo bucket lacks two images, as OI does
+
+
+def test_voc_files_hold_every_selected_class_of_an_image(run):
+    vocs = {p.stem: read_voc(p) for p in (run / "results/voc/train").glob("*.xml")}
+    multi = [v for v in vocs.values() if len({o.name for o in v.objects}) > 1]
+    assert multi, "the demo has images with two classes; their VOC files must list both"
+    for ann in vocs.values():
+        for obj in ann.objects:
+            x1, y1, x2, y2 = obj.box
+            assert 0 <= x1 <= x2 <= ann.width and 0 <= y1 <= y2 <= ann.height
+
+
+def test_second_run_has_nothing_to_do(run):
+    assert "Nothing to be done" in snakemake(run, "--dry-run").stdout
+
+
+def test_adding_a_class_reruns_only_that_class_and_the_merges(run):
+    jobs = planned(run, {**BASE, "classes": [*BASE["classes"], "Lemon"]})
+    rules = sorted(rule for rule, _ in jobs)
+    assert {o for r, o in jobs if r in ("extract_class", "select_class", "download_images")} == {
+        f"results/{d}/{s}/Lemon.{e}"
+        for d, e in (("boxes", "parquet"), ("select", "csv"), ("images", "tsv"))
+        for s in ("train", "validation")
+    }
+    assert rules.count("voc") == 2 and "yolo_annotations" in rules
+    assert not {"demo_source", "fetch_boxes", "fetch_catalog"} & set(rules)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [{"limit": 10}, {"seed": 7}, {"filters": {"IsGroupOf": [0]}}],
+    ids=["limit", "seed", "filter"],
+)
+def test_selection_edits_rerun_selection_onwards_without_rescanning(run, edit):
+    rules = [rule for rule, _ in planned(run, {**BASE, **edit})]
+    assert "select_class" in rules and "yolo_annotations" in rules
+    assert "extract_class" not in rules and "fetch_boxes" not in rules and "demo_source" not in rules
+
+
+def test_download_settings_rerun_downloads_not_selection(run):
+    rules = {rule for rule, _ in planned(run, {**BASE, "download": {**BASE["download"], "workers": 4}})}
+    assert "download_images" in rules and "select_class" not in rules
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"classes": ["Appel"]}, "Did you mean: Apple"),
+        ({"classes": []}, "classes"),
+        ({"limit": 0}, "limit"),
+        ({"colour": "red"}, "Additional properties are not allowed"),
+        ({"filters": {"IsOccluded": [2]}}, "filters"),
+        ({"version": "v9"}, "version"),
+        ({"val_split": "train"}, "val_fraction instead"),
+        ({"source": "mirror"}, "sources.mirror"),
+    ],
+)
+def test_bad_config_fails_before_any_job_with_a_clear_message(tmp_path, edit, message):
+    proc = snakemake(tmp_path, "--dry-run", config={**BASE, **edit}, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (tmp_path / "data").exists()
