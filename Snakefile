@@ -16,8 +16,8 @@ include: "rules/convert.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/yolo/train.txt",
         "results/yolo/val.txt",
         "results/yolo/classes.txt",
-    default_target: True

@@ -9,7 +9,6 @@ from snakemake.utils import validate
 from oidyolo.errors import OidyoloError
 from oidyolo.workflow import DEMO_DIR, STORE, Plan
 
-
 validate(config, "../schemas/config.schema.yaml")
 
 try:

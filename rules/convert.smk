@@ -7,16 +7,16 @@ rule voc:
         boxes=class_files("results/boxes/{split}/{cls}.parquet"),
     output:
         directory("results/voc/{split}"),
-    params:
-        names=PLAN.names,
-        filters=config["filters"],
-        database=f"Open Images {PLAN.version}",
     log:
         "logs/voc/{split}.log",
     benchmark:
         "benchmarks/voc/{split}.tsv"
     conda:
         "../envs/data.yaml"
+    params:
+        names=PLAN.names,
+        filters=config["filters"],
+        database=f"Open Images {PLAN.version}",
     script:
         "../workflow_scripts/voc.py"
 
@@ -29,17 +29,17 @@ rule yolo_annotations:
         train="results/yolo/train.txt",
         val="results/yolo/val.txt",
         classes="results/yolo/classes.txt",
-    params:
-        classes=PLAN.names,
-        val_fraction=config["val_fraction"],
-        seed=config["seed"],
-        include_difficult=config["yolo"]["include_difficult"],
-        absolute_paths=config["yolo"]["absolute_paths"],
     log:
         "logs/yolo_annotations.log",
     benchmark:
         "benchmarks/yolo_annotations.tsv"
     conda:
         "../envs/data.yaml"
+    params:
+        classes=PLAN.names,
+        val_fraction=config["val_fraction"],
+        seed=config["seed"],
+        include_difficult=config["yolo"]["include_difficult"],
+        absolute_paths=config["yolo"]["absolute_paths"],
     script:
         "../workflow_scripts/yolo_annotations.py"

@@ -11,6 +11,12 @@ rule download_images:
         "results/select/{split}/{cls}.csv",
     output:
         "results/images/{split}/{cls}.tsv",
+    log:
+        "logs/download_images/{split}/{cls}.log",
+    benchmark:
+        "benchmarks/download_images/{split}/{cls}.tsv"
+    conda:
+        "../envs/data.yaml"
     params:
         url=PLAN.images_remote.url,
         options=PLAN.images_remote.options,
@@ -19,11 +25,5 @@ rule download_images:
         workers=config["download"]["workers"],
         retries=config["download"]["retries"],
         max_missing_fraction=config["download"]["max_missing_fraction"],
-    log:
-        "logs/download_images/{split}/{cls}.log",
-    benchmark:
-        "benchmarks/download_images/{split}/{cls}.tsv"
-    conda:
-        "../envs/data.yaml"
     script:
         "../workflow_scripts/download_images.py"

@@ -9,16 +9,16 @@ rule extract_class:
         catalog=rules.fetch_catalog.output.classes,
     output:
         "results/boxes/{split}/{cls}.parquet",
-    params:
-        name=lambda wc: PLAN.cls(wc.cls).name,
-        mids=lambda wc: list(PLAN.cls(wc.cls).mids),
-        strict=config["strict_csv"],
     log:
         "logs/extract_class/{split}/{cls}.log",
     benchmark:
         "benchmarks/extract_class/{split}/{cls}.tsv"
     conda:
         "../envs/data.yaml"
+    params:
+        name=lambda wc: PLAN.cls(wc.cls).name,
+        mids=lambda wc: list(PLAN.cls(wc.cls).mids),
+        strict=config["strict_csv"],
     script:
         "../workflow_scripts/extract_class.py"
 
@@ -28,16 +28,16 @@ rule select_class:
         "results/boxes/{split}/{cls}.parquet",
     output:
         "results/select/{split}/{cls}.csv",
-    params:
-        name=lambda wc: PLAN.cls(wc.cls).name,
-        filters=config["filters"],
-        limit=lambda wc: PLAN.limit(wc.split),
-        seed=config["seed"],
     log:
         "logs/select_class/{split}/{cls}.log",
     benchmark:
         "benchmarks/select_class/{split}/{cls}.tsv"
     conda:
         "../envs/data.yaml"
+    params:
+        name=lambda wc: PLAN.cls(wc.cls).name,
+        filters=config["filters"],
+        limit=lambda wc: PLAN.limit(wc.split),
+        seed=config["seed"],
     script:
         "../workflow_scripts/select_class.py"

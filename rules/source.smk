@@ -11,6 +11,12 @@ localrules:
 rule demo_source:
     output:
         directory(DEMO_DIR),
+    log:
+        "logs/demo_source.log",
+    benchmark:
+        "benchmarks/demo_source.tsv"
+    conda:
+        "../envs/data.yaml"
     params:
         version=PLAN.version,
         seed=config["demo"]["seed"],
@@ -20,12 +26,6 @@ rule demo_source:
             "test": config["demo"]["test_images"],
         },
         missing={"train": config["demo"]["missing_images"]},
-    log:
-        "logs/demo_source.log",
-    benchmark:
-        "benchmarks/demo_source.tsv"
-    conda:
-        "../envs/data.yaml"
     script:
         "../workflow_scripts/demo_source.py"
 
@@ -36,16 +36,16 @@ rule fetch_catalog:
     output:
         classes=f"{METADATA}/class-descriptions-boxable.csv",
         hierarchy=f"{METADATA}/bbox_labels_600_hierarchy.json",
-    params:
-        url=PLAN.metadata_remote.url,
-        options=PLAN.metadata_remote.options,
-        relpaths=[PLAN.relpath("classes"), PLAN.relpath("hierarchy")],
     log:
         "logs/fetch_catalog.log",
     benchmark:
         "benchmarks/fetch_catalog.tsv"
     conda:
         "../envs/data.yaml"
+    params:
+        url=PLAN.metadata_remote.url,
+        options=PLAN.metadata_remote.options,
+        relpaths=[PLAN.relpath("classes"), PLAN.relpath("hierarchy")],
     script:
         "../workflow_scripts/fetch_catalog.py"
 
@@ -55,17 +55,17 @@ rule fetch_boxes:
         source_ready,
     output:
         f"{METADATA}/{{split}}-annotations-bbox.csv",
+    log:
+        "logs/fetch_boxes/{split}.log",
+    benchmark:
+        "benchmarks/fetch_boxes/{split}.tsv"
+    retries: 2
+    conda:
+        "../envs/data.yaml"
     params:
         url=PLAN.metadata_remote.url,
         options=PLAN.metadata_remote.options,
         relpath=lambda wc: PLAN.relpath("boxes", wc.split),
         known=lambda wc: vars(PLAN.known(PLAN.relpath("boxes", wc.split))),
-    retries: 2
-    log:
-        "logs/fetch_boxes/{split}.log",
-    benchmark:
-        "benchmarks/fetch_boxes/{split}.tsv"
-    conda:
-        "../envs/data.yaml"
     script:
         "../workflow_scripts/fetch_boxes.py"
