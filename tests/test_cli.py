@@ -1,0 +1,69 @@
+"""The command line, run as users run it: ``python -m oidyolo ...`` in a subprocess."""
+
+import subprocess
+import sys
+
+from conftest import APPLE, ORANGE, V6_COLUMNS, make_jpeg, v6_row, write_csv
+
+
+def oidyolo(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "oidyolo", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
+def test_classes_lists_matches_with_subclasses():
+    proc = oidyolo("classes", "fruit")
+    assert proc.returncode == 0
+    first = proc.stdout.splitlines()[0].split("\t")
+    assert first[:2] == ["Fruit", "/m/02xwb"] and "Apple" in first[2] and "Banana" in first[2]
+    assert any(line.startswith("Grapefruit\t") for line in proc.stdout.splitlines())
+
+
+def test_classes_typo_fails_with_suggestions_and_no_traceback():
+    proc = oidyolo("classes", "Orang3")
+    assert proc.returncode == 2
+    assert "Did you mean: Orange" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_select_and_download_from_the_command_line(tmp_path):
+    ids = [f"{i:016x}" for i in range(0xF0, 0xF6)]
+    rows = [v6_row(i, APPLE if n % 2 else ORANGE) for n, i in enumerate(ids)]
+    csv = write_csv(tmp_path / "train.csv", V6_COLUMNS, rows)
+    for i in ids:
+        make_jpeg(tmp_path / "bucket" / "train" / f"{i}.jpg")
+    proc = oidyolo("select", str(csv), "--class", "apple", "--limit", "2", "--out", str(tmp_path / "Apple.csv"))
+    assert proc.returncode == 0, proc.stderr
+    assert "selected 2 images" in proc.stderr
+    proc = oidyolo(
+        "download",
+        str(tmp_path / "Apple.csv"),
+        "--split",
+        "train",
+        "--url",
+        str(tmp_path / "bucket"),
+        "--store",
+        str(tmp_path / "store"),
+        "--manifest",
+        str(tmp_path / "m.tsv"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((tmp_path / "store" / "train").glob("*.jpg"))) == 2
+
+
+def test_bad_filter_argument_is_a_clear_error(tmp_path):
+    csv = write_csv(tmp_path / "t.csv", V6_COLUMNS, [])
+    proc = oidyolo("select", str(csv), "--class", "Apple", "--filter", "IsOccluded", "--out", str(tmp_path / "x.csv"))
+    assert proc.returncode == 2 and "ATTRIBUTE=VALUES" in proc.stderr
+
+
+def test_data_wing_never_imports_tensorflow():
+    code = (
+        "import sys, oidyolo.cli, oidyolo.workflow, oidyolo.runner\n"
+        "import oidyolo.data.boxes, oidyolo.data.select, oidyolo.data.download, oidyolo.data.voc\n"
+        "import oidyolo.data.yolo_lines, oidyolo.data.demo, oidyolo.data.anchors, oidyolo.data.catalog\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]\n"
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
