@@ -19,7 +19,7 @@ from oidyolo.data.yolo_format import read_annotations, read_classes
 pytestmark = pytest.mark.slow
 
 BASE = {
-    "classes": ["Apple", "Orange", "Banana"],
+    "classes": ["Apple", "Orange", "Banana", "coffee CUP"],  # a name with a space, in odd case
     "demo": {"train_images": 40, "validation_images": 12},
     "download": {"max_missing_fraction": 0.25, "workers": 8},
 }
@@ -60,14 +60,15 @@ def run(tmp_path_factory) -> Path:
 
 def test_demo_workflow_builds_a_keras_yolo3_dataset(run):
     classes = read_classes(run / "results/yolo/classes.txt")
-    assert classes == ["Apple", "Orange", "Banana"]
-    train = read_annotations(run / "results/yolo/train.txt", num_classes=3)
-    val = read_annotations(run / "results/yolo/val.txt", num_classes=3)
+    assert classes == ["Apple", "Orange", "Banana", "Coffee cup"]
+    assert (run / "results/select/train/Coffee_cup.csv").is_file()
+    train = read_annotations(run / "results/yolo/train.txt", num_classes=4)
+    val = read_annotations(run / "results/yolo/val.txt", num_classes=4)
     assert len(train) >= 25 and len(val) >= 8
     for line in train + val:
         assert (run / line.path).is_file() and " " not in line.path
     # every class appears in training
-    assert set(int(c) for line in train for c in line.boxes[:, 4]) == {0, 1, 2}
+    assert set(int(c) for line in train for c in line.boxes[:, 4]) == {0, 1, 2, 3}
 
 
 def test_images_are_stored_once_and_manifests_agree(run):
@@ -91,6 +92,24 @@ def test_voc_files_hold_every_selected_class_of_an_image(run):
         for obj in ann.objects:
             x1, y1, x2, y2 = obj.box
             assert 0 <= x1 <= x2 <= ann.width and 0 <= y1 <= y2 <= ann.height
+
+
+def test_names_with_spaces_ampersands_and_dashes_become_safe_paths(tmp_path):
+    config = {**BASE, "classes": ["Kitchen & dining room table", "band-aid", "Polar bear"]}
+    jobs = planned(tmp_path, config)
+    outputs = {o for rule, o in jobs if rule == "select_class"}
+    assert "results/select/train/Kitchen_and_dining_room_table.csv" in outputs
+    assert {"results/select/validation/Band_aid.csv", "results/select/train/Polar_bear.csv"} <= outputs
+
+
+def test_hierarchy_expansion_takes_subclass_boxes(tmp_path):
+    config = {**BASE, "classes": ["Fruit"], "expand_hierarchy": True}
+    snakemake(tmp_path, "results/select/train/Fruit.csv", config=config)
+    import pyarrow.csv as pacsv
+
+    table = pacsv.read_csv(tmp_path / "results/select/train/Fruit.csv")
+    assert set(table["Class"].to_pylist()) == {"Fruit"}
+    assert {"/m/014j1m", "/m/0cyhj_", "/m/09qck"} <= set(table["LabelName"].to_pylist())  # Apple, Orange, Banana
 
 
 def test_second_run_has_nothing_to_do(run):
