@@ -94,7 +94,7 @@ def test_anchors_from_annotations_reads_jpeg_headers(tmp_path):
     assert 20 < np.sqrt(anchors[0].prod()) < 45 and 100 < np.sqrt(anchors[1].prod()) < 210
     assert 0.4 < miou <= 1.0
     ann.write_text("missing.jpg 0,0,5,5,0\n")
-    with pytest.raises(DataFormatError, match="missing.jpg does not exist"):
+    with pytest.raises(DataFormatError, match=r"missing\.jpg does not exist"):
         anchors_from_annotations(ann, (416, 416), k=1, seed=0, image_root=tmp_path)
 
 

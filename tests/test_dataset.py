@@ -7,7 +7,7 @@ from PIL import Image, ImageDraw
 tf = pytest.importorskip("tensorflow")
 
 from oidyolo.data.anchors import COCO_ANCHORS, COCO_TINY_ANCHORS, anchor_masks  # noqa: E402
-from oidyolo.errors import DataFormatError  # noqa: E402
+from oidyolo.errors import ConfigError, DataFormatError  # noqa: E402
 from oidyolo.yolo.augment import (  # noqa: E402
     AugmentConfig,
     AugmentParams,
@@ -54,7 +54,7 @@ def _batches(ann, **kw):
 def test_batch_shapes_and_dtypes(data):
     (x, t), (x2, _) = _batches(data, batch_size=2, augment=True, max_boxes=7)
     assert x.shape == (2, 64, 96, 3) and x.dtype == np.float32 and x2.shape[0] == 1
-    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert x.min() >= 0.0 and x.max() <= 1.0
     assert t["boxes"].shape == (2, 7, 5)
     assert t["grid_0"].shape == (2, 2, 3, 3, 8)
     assert t["grid_1"].shape == (2, 4, 6, 3, 8)
@@ -77,11 +77,12 @@ def test_letterbox_boxes_and_pixels_by_hand(data):
     assert not t["boxes"][:, 1:].any()
     assert (x[0, :8] == 0.5).all() and (x[0, 56:] == 0.5).all()  # gray bars above and below
     assert (x[1, :, :32] == 0.5).all() and (x[1, :, 64:] == 0.5).all()  # and left/right of the tall one
-    for i, box in enumerate(expected):  # red inside each box (2 px in from the edges), green just outside
+    for i, (name, box) in enumerate(zip(["rgb", "gray", "cmyk"], expected, strict=True)):
+        # The box's colour inside (2 px in from the edges) and the background's just below it, as Pillow sees them.
+        src = np.asarray(Image.open(data.parent / f"{name}.jpg").convert("RGB"), np.float32) / 255
         x1, y1, x2, y2 = int(np.ceil(box[0])), int(np.ceil(box[1])), int(box[2]), int(box[3])
-        inside = x[i, y1 + 2 : y2 - 2, x1 + 2 : x2 - 2]
-        assert np.abs(inside - np.array(RED) / 255).max() < 0.1, i
-        assert np.abs(x[i, y2 + 2, x1 + 2 : x2 - 2] - np.array(GREEN) / 255).max() < 0.1, i
+        assert np.abs(x[i, y1 + 2 : y2 - 2, x1 + 2 : x2 - 2] - src[src.shape[0] // 2, 25]).max() < 0.1, name
+        assert np.abs(x[i, y2 + 2, x1 + 2 : x2 - 2] - src[-1, -1]).max() < 0.1, name
 
 
 def test_grayscale_and_cmyk_decode_as_rgb(data):
@@ -90,7 +91,9 @@ def test_grayscale_and_cmyk_decode_as_rgb(data):
     luma = (RED[0] * 299 + RED[1] * 587 + RED[2] * 114) / 1000 / 255
     np.testing.assert_allclose(gray, [luma] * 3, atol=0.03)
     cmyk_ref = np.asarray(Image.open(data.parent / "cmyk.jpg").convert("RGB"), np.float32) / 255
-    np.testing.assert_allclose(x[2], cmyk_ref, atol=0.02)  # same size as the input: no resampling
+    # Same size as the input, so no resampling; the JPEG decoders differ slightly at the box's chroma edges only.
+    assert np.abs(x[2] - cmyk_ref).mean() < 0.005
+    np.testing.assert_allclose(x[2, 12:36, 14:46], cmyk_ref[12:36, 14:46], atol=0.04)
 
 
 def _random_boxes(rng, n, input_shape=(64, 96), num_classes=4):
@@ -133,7 +136,7 @@ def test_pipeline_grids_match_reference_on_its_boxes(data):
 
 def _red_box_check(image, box, margin=2):
     """Pixels inside the box (margin in) are red; a band just outside (where inside the canvas) is not."""
-    h, w = image.shape[:2]
+    w = image.shape[1]
     x1, y1, x2, y2 = int(np.ceil(box[0])), int(np.ceil(box[1])), int(box[2]), int(box[3])
     inner = image[y1 + margin : y2 - margin, x1 + margin : x2 - margin]
     if inner.size:
@@ -168,7 +171,7 @@ def test_augmented_boxes_stay_inside_and_on_their_pixels(tmp_path):
     for x, t in _batches(tmp_path / "t.txt", batch_size=6, augment_config=NO_COLOUR, seed=5):
         for img, boxes in zip(x, t["boxes"], strict=True):
             kept = boxes[boxes[:, 2] > 0]
-            assert ((kept[:, :4] >= 0) & (kept[:, [0, 2]] <= 96) & (kept[:, [1, 3]] <= 64)).all()
+            assert (kept[:, :4] >= 0).all() and (kept[:, [0, 2]] <= 96).all() and (kept[:, [1, 3]] <= 64).all()
             assert ((kept[:, 2] - kept[:, 0] > 1) & (kept[:, 3] - kept[:, 1] > 1)).all()
             for box in kept:
                 _red_box_check(img, box)
@@ -250,3 +253,13 @@ def test_reference_generator_matches_pipeline_structure(data):
         np.testing.assert_allclose(rt[k], t[k], atol=1e-6)
     rx, rt = next(reference_generator(data, batch_size=2, augment=True, **kw))
     assert rx.shape == (2, 64, 96, 3) and rt["grid_0"].shape == (2, 2, 3, 3, 8)
+
+
+def test_image_without_boxes_and_bad_input_shape(tmp_path):
+    _image(tmp_path / "a.jpg", (50, 40), (0, 0, 1, 1))
+    (tmp_path / "t.txt").write_text("a.jpg\n")
+    for augment in (False, True):
+        (x, t), *_ = _batches(tmp_path / "t.txt", augment=augment)
+        assert x.shape == (1, 64, 96, 3) and not any(v.any() for v in t.values())
+    with pytest.raises(ConfigError, match="multiples of 32"):
+        build_dataset(tmp_path / "t.txt", num_classes=1, anchors=COCO_ANCHORS, input_shape=(100, 96))

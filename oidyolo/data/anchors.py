@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from oidyolo.data.yolo_format import AnnotationLine, read_annotations
-from oidyolo.errors import DataFormatError
+from oidyolo.errors import ConfigError, DataFormatError
 
 COCO_ANCHORS = np.array(
     [[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [59, 119], [116, 90], [156, 198], [373, 326]], dtype=np.float32
@@ -98,7 +98,7 @@ def kmeans_anchors(wh: np.ndarray, k: int, seed: int = 0, *, update: str = "medi
     float32 ``(k, 2)`` sorted ascending by area.
     """
     if update not in ("median", "mean"):
-        raise ValueError(f"update must be 'median' or 'mean', got {update!r}")
+        raise ConfigError(f"update must be 'median' or 'mean', got {update!r}")
     wh = _check_wh(wh, k)
     rng = np.random.default_rng(seed)
     reduce = np.median if update == "median" else np.mean

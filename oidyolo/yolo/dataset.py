@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from oidyolo.data.anchors import anchor_masks, resolve_image_path
 from oidyolo.data.yolo_format import AnnotationLine, read_annotations
-from oidyolo.errors import DataFormatError
+from oidyolo.errors import ConfigError, DataFormatError
 from oidyolo.yolo.augment import (
     AugmentConfig,
     apply_params_numpy,
@@ -153,7 +153,7 @@ def build_dataset(
     masks = anchor_masks(len(anchors))
     grid_shapes(input_shape, masks)  # validates input_shape
     if max_boxes < 1 or batch_size < 1:
-        raise ValueError("max_boxes and batch_size must be >= 1")
+        raise ConfigError("max_boxes and batch_size must be >= 1")
     lines = load_annotations(annotation_path, num_classes=num_classes, image_root=image_root)
     if check_images:
         verify_images(lines)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from oidyolo.errors import DataFormatError
+from oidyolo.errors import ConfigError, DataFormatError
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ def evaluate_detections(
     ``None`` when no class has ground truth. See the module docstring for the conventions.
     """
     if iou_type != "bbox":
-        raise ValueError(f"only iou_type='bbox' is supported, got {iou_type!r}")
+        raise ConfigError(f"only iou_type='bbox' is supported, got {iou_type!r}")
     ev, counts = _run_cocoeval(ground_truth, detections, len(class_names), None, max_detections)
     precision = ev.eval["precision"][:, :, :, 0, -1]  # (T IoUs, R recall points, K classes)
     iou50 = int(np.argmin(np.abs(ev.params.iouThrs - 0.5)))

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from oidyolo.data.anchors import FULL_STRIDES, TINY_STRIDES
+from oidyolo.errors import ConfigError
 
 
 def _strides(masks: Sequence[Sequence[int]]) -> tuple[int, ...]:
@@ -22,14 +23,14 @@ def _strides(masks: Sequence[Sequence[int]]) -> tuple[int, ...]:
         return FULL_STRIDES
     if len(masks) == 2:
         return TINY_STRIDES
-    raise ValueError(f"expected 3 (full) or 2 (tiny) anchor masks, got {len(masks)}")
+    raise ConfigError(f"expected 3 (full) or 2 (tiny) anchor masks, got {len(masks)}")
 
 
 def grid_shapes(input_shape: tuple[int, int], masks: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
     """``(grid_h, grid_w)`` per output layer; the input must be a multiple of 32."""
     h, w = input_shape
     if h % 32 or w % 32 or h <= 0 or w <= 0:
-        raise ValueError(f"input_shape {input_shape} must be positive multiples of 32")
+        raise ConfigError(f"input_shape {input_shape} must be positive multiples of 32")
     return [(h // s, w // s) for s in _strides(masks)]
 
 
@@ -41,7 +42,7 @@ def _anchor_lookup(masks: Sequence[Sequence[int]], num_anchors: int) -> tuple[np
         for si, a in enumerate(mask):
             layer[a], slot[a] = li, si
     if (layer < 0).any():
-        raise ValueError(f"anchor masks {masks} do not cover all {num_anchors} anchors")
+        raise ConfigError(f"anchor masks {masks} do not cover all {num_anchors} anchors")
     return layer, slot
 
 
