@@ -8,11 +8,16 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/source.smk"
 include: "rules/select.smk"
 include: "rules/images.smk"
 include: "rules/convert.smk"
+include: "rules/train.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -21,3 +26,6 @@ rule all:
         "results/yolo/train.txt",
         "results/yolo/val.txt",
         "results/yolo/classes.txt",
+        "results/eval/metrics.json",
+        "results/report/dataset.png",
+        "results/report/loss.png",

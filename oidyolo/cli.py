@@ -112,6 +112,71 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_anchors(args: argparse.Namespace) -> int:
+    from oidyolo.data.anchors import anchors_from_annotations, write_anchors
+
+    size = (args.input_size, args.input_size)
+    anchors, iou = anchors_from_annotations(args.annotations, size, k=args.k, seed=args.seed)
+    write_anchors(args.out, anchors)
+    print(f"{args.k} anchors for input {args.input_size}: mean IoU {iou:.3f} -> {args.out}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from oidyolo.yolo.train import TrainConfig, TrainInputs, train
+
+    raw: dict = {}
+    if args.config:
+        raw = dict((yaml.safe_load(Path(args.config).read_text()) or {}).get("train", {}))
+        raw.pop("anchors", None)
+        raw.pop("darknet_weights", None)
+    for key in ("variant", "input_size", "epochs", "batch_size", "learning_rate", "steps_per_epoch"):
+        value = getattr(args, key)
+        if value is not None:
+            raw[key] = value
+    cfg = TrainConfig.from_dict(raw)
+    d = Path(args.data)
+    inputs = TrainInputs(d / "train.txt", d / "val.txt", d / "classes.txt", Path(args.anchors or d / "anchors.txt"))
+    inputs.pretrained = Path(args.pretrained) if args.pretrained else None
+    train(inputs, args.out, cfg)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from oidyolo.yolo.evaluate import evaluate
+
+    metrics = evaluate(args.weights, args.val, args.out, voc_dir=args.voc)
+    print(json.dumps({k: metrics[k] for k in ("mAP50", "mAP50_95", "per_class_AP50")}, indent=2))
+    return 0
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from oidyolo.yolo.modelspec import load_body
+    from oidyolo.yolo.predict import detect, draw, image_files
+
+    body, spec = load_body(args.weights)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    paths = image_files(args.images)
+    for dets in detect(body, spec, paths, score_threshold=args.score, iou_threshold=args.iou):
+        draw(dets.path, dets, spec.classes, out / f"{Path(dets.path).stem}.jpg")
+        results.append(dets.to_json(spec.classes))
+        print(f"{dets.path}: {len(dets.scores)} detections")
+    (out / "detections.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from oidyolo.yolo.darknet import convert_darknet, shipped_cfg
+
+    spec = convert_darknet(args.cfg or shipped_cfg(args.variant), args.weights, args.out)
+    print(f"converted {args.weights}: {spec.float_count:,} floats -> {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m oidyolo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +228,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=5)
     p.add_argument("--max-missing", type=float, default=0.05)
     p.set_defaults(func=_cmd_download)
+
+    p = sub.add_parser("anchors", help="k-means anchors for an annotation file, in the input frame")
+    p.add_argument("annotations")
+    p.add_argument("--k", type=int, default=9, help="9 for YOLOv3, 6 for tiny")
+    p.add_argument("--input-size", type=int, default=416)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_anchors)
+
+    p = sub.add_parser("train", help="train YOLOv3 on DATA/{train,val,classes,anchors}.txt (two stages, resumable)")
+    p.add_argument("--data", default="results/yolo", help="folder with train.txt, val.txt, classes.txt")
+    p.add_argument("--anchors", help="anchors file (default DATA/anchors.txt)")
+    p.add_argument("--config", help="a config.yaml whose train: section to use")
+    p.add_argument("--variant", choices=["full", "tiny"])
+    p.add_argument("--input-size", type=int)
+    p.add_argument("--epochs", type=int, nargs=2, metavar=("STAGE1", "STAGE2"))
+    p.add_argument("--batch-size", type=int, nargs=2, metavar=("STAGE1", "STAGE2"))
+    p.add_argument("--learning-rate", type=float, nargs=2, metavar=("STAGE1", "STAGE2"))
+    p.add_argument("--steps-per-epoch", type=int)
+    p.add_argument("--pretrained", help="a converted darknet start (convert-darknet output)")
+    p.add_argument("--out", default="results/model")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="mAP (COCO, pycocotools), PR curves and examples on an annotation file")
+    p.add_argument("--weights", required=True, help="a .weights.h5 with model.json beside it")
+    p.add_argument("--val", default="results/yolo/val.txt")
+    p.add_argument("--voc", help="VOC folder: group-of/difficult boxes there are ignore regions")
+    p.add_argument("--out", default="results/eval")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("detect", help="detect objects in an image or a folder: JSON plus images with drawn boxes")
+    p.add_argument("images", metavar="IMAGE_OR_DIR")
+    p.add_argument("--weights", required=True, help="a .weights.h5 with model.json beside it")
+    p.add_argument("--out", required=True)
+    p.add_argument("--score", type=float, default=0.3, help="score threshold")
+    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
+    p.set_defaults(func=_cmd_detect)
+
+    p = sub.add_parser("convert-darknet", help="convert darknet .weights into a Keras 3 .weights.h5")
+    p.add_argument("weights")
+    p.add_argument("--variant", choices=["full", "tiny"], default="full")
+    p.add_argument("--cfg", help="darknet .cfg (default: the shipped yolov3 / yolov3-tiny cfg)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_convert)
     return parser
 
 

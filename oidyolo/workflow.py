@@ -108,6 +108,17 @@ class Plan:
             return Known()
         return version_files(self.version).known_for(relpath)
 
+    # -- training ------------------------------------------------------------------------------------------------
+    def train_settings(self) -> dict[str, Any]:
+        """The ``train:`` section as :class:`oidyolo.yolo.train.TrainConfig` takes it (sizes as [height, width])."""
+        raw = dict(self.config.get("train", {}))
+        raw.pop("anchors", None)
+        raw.pop("darknet_weights", None)
+        size = raw.get("input_size", 416)
+        raw["input_size"] = [size, size] if isinstance(size, int) else list(size)
+        raw["seed"] = self.config.get("seed", 42)
+        return raw
+
     # -- paths ---------------------------------------------------------------------------------------------------
     @property
     def metadata_dir(self) -> str:

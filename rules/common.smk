@@ -23,6 +23,7 @@ wildcard_constraints:
 
 
 METADATA = PLAN.metadata_dir
+TRAIN = PLAN.train_settings()
 
 
 def source_ready(wildcards):
@@ -45,3 +46,14 @@ def class_files(pattern):
 
 def val_voc(wildcards):
     return [f"results/voc/{PLAN.val_split}"] if PLAN.val_split else []
+
+
+def val_voc_dir(wildcards):
+    """The VOC folder of the validation images (the train split's when val_fraction carves them out of it)."""
+    return f"results/voc/{PLAN.val_split or PLAN.train_split}"
+
+
+def pretrained_start(wildcards):
+    return (
+        [rules.convert_darknet.output[0]] if config["train"]["darknet_weights"] else []
+    )

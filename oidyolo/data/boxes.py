@@ -13,7 +13,7 @@ import mmap
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -107,8 +107,9 @@ def iter_matching_lines(path: str | Path, mids: Iterable[str], *, window: int = 
     """Yield the raw data lines whose LabelName is one of ``mids`` (without line terminators), in file order
     per window.
 
-    The file is mapped one window at a time and searched with ``mmap.find`` (a C loop, about grep's speed), so
-    no byte is copied unless its line matches and resident memory stays near one window.
+    The file is mapped one window at a time and searched in one pass for every MID at once, so no byte is copied
+    unless its line matches and resident memory stays near one window. A line is yielded once per ``,MID,``
+    occurrence in it (the parser later keeps only rows whose LabelName matches).
     """
     mids = list(mids)
     with open(path, "rb") as fh:
@@ -118,7 +119,7 @@ def iter_matching_lines(path: str | Path, mids: Iterable[str], *, window: int = 
         if li in (0, len(header.columns) - 1):  # never so in Open Images; parse every line instead
             yield from _matching_lines_slow(fh, li, set(mids))
             return
-        needles = [b"," + mid.encode("ascii") + b"," for mid in mids]
+        hits_in = _hit_finder([mid.encode("ascii") for mid in mids])
         while pos < size:
             base = pos - pos % mmap.ALLOCATIONGRANULARITY
             length = min(window, size - base)
@@ -128,17 +129,45 @@ def iter_matching_lines(path: str | Path, mids: Iterable[str], *, window: int = 
                 if cut <= start:  # one line longer than the window
                     window *= 2
                     continue
-                hits = []
-                for needle in needles:
-                    hit = mm.find(needle, start, cut)
-                    while hit != -1:
-                        hits.append(hit)
-                        hit = mm.find(needle, hit + 1, cut)
-                for hit in sorted(hits):
+                for hit in hits_in(mm, start, cut):
                     line_start = max(start, mm.rfind(b"\n", start, hit) + 1)
                     line_end = mm.find(b"\n", hit, cut)
                     yield mm[line_start : cut if line_end == -1 else line_end].rstrip(b"\r")
             pos = base + cut
+
+
+def _hit_finder(mids: list[bytes]) -> Callable[[mmap.mmap, int, int], Iterator[int]]:
+    """A function giving the offsets of every ``,MID,`` in ``buf[start:cut]``, ascending, once per listed MID.
+
+    One regular-expression pass finds all MIDs at once (``re`` factors out their common prefix, so the cost hardly
+    grows with their number, which matters for hierarchy expansion); ``,MID`` is consumed and the closing comma only
+    looked ahead at, so two hits that share a comma are both found, exactly as a search per ``,MID,`` would.
+    """
+    if any(b"," in mid for mid in mids):  # the regex's overlap argument needs comma-free MIDs; never so in practice
+        needles = [b"," + mid + b"," for mid in mids]
+
+        def each_needle(buf: mmap.mmap, start: int, cut: int) -> Iterator[int]:
+            hits = []
+            for needle in needles:
+                hit = buf.find(needle, start, cut)
+                while hit != -1:
+                    hits.append(hit)
+                    hit = buf.find(needle, hit + 1, cut)
+            return iter(sorted(hits))
+
+        return each_needle
+    times = Counter(mids)  # a MID listed twice yields its lines twice, as one search per listed MID would
+    unique = sorted(times, key=len, reverse=True)
+    pattern = re.compile(b",(" + b"|".join(re.escape(mid) for mid in unique) + b")(?=,)")
+    if all(n == 1 for n in times.values()):
+        return lambda buf, start, cut: (m.start() for m in pattern.finditer(buf, start, cut))
+
+    def repeated(buf: mmap.mmap, start: int, cut: int) -> Iterator[int]:
+        for m in pattern.finditer(buf, start, cut):
+            for _ in range(times[m.group(1)]):
+                yield m.start()
+
+    return repeated
 
 
 def _matching_lines_slow(fh: BinaryIO, li: int, mids: set[str]) -> Iterator[bytes]:

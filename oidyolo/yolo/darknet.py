@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from oidyolo.errors import ConfigError, DataFormatError
-from oidyolo.yolo.anchor_masks import Variant
+from oidyolo.yolo.anchor_masks import Variant, check_variant
 from oidyolo.yolo.layers import BN_EPSILON
 from oidyolo.yolo.model import build_yolov3, iter_layers
 
@@ -69,6 +69,19 @@ class DarknetSpec:
     @property
     def float_count(self) -> int:
         return sum(c.float_count for c in self.convs)
+
+
+# pjreddie/darknet's cfgs (verbatim; tests/fixtures/darknet/README.md gives their commits), shipped with the package.
+SHIPPED_CFGS = {"full": "yolov3.cfg", "tiny": "yolov3-tiny.cfg"}
+RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+
+
+def shipped_cfg(variant: str) -> Path:
+    """Path of darknet's own cfg for ``variant`` (80 COCO classes), the one that matches its published weights."""
+    path = RESOURCES / SHIPPED_CFGS[check_variant(variant)]
+    if not path.is_file():
+        raise ConfigError(f"the package lacks {path.name} in {RESOURCES}; pass the darknet .cfg explicitly")
+    return path
 
 
 def parse_cfg(path: str | Path) -> list[CfgSection]:
@@ -134,9 +147,8 @@ def describe_cfg(path: str | Path) -> DarknetSpec:
             if _int(s, "groups", 1) != 1 or padding != size // 2:
                 raise DataFormatError(f"{path}:{s.line}: only ungrouped convs with 'same' padding are supported")
             activation = s.options.get("activation", "logistic")
-            convs.append(
-                ConvSpec(s.index, filters, size, _int(s, "stride", 1), bool(_int(s, "batch_normalize", 0)), activation, prev)
-            )
+            batch_norm = bool(_int(s, "batch_normalize", 0))
+            convs.append(ConvSpec(s.index, filters, size, _int(s, "stride", 1), batch_norm, activation, prev))
             prev = filters
         elif s.kind == "route":
             refs = [r + s.index if r < 0 else r for r in _ints(s, "layers")]
@@ -203,6 +215,7 @@ def _check_layer(spec: ConvSpec, layers: dict[str, keras.Layer]) -> tuple[keras.
     conv = layers.get(f"conv_{spec.index}")
     bn = layers.get(f"bn_{spec.index}")
     shape = (spec.size, spec.size, spec.in_channels, spec.filters)
+    leaky = f"leaky_{spec.index}" in layers
     problem = None
     if conv is None or not isinstance(conv, keras.layers.Conv2D):
         problem = "has no such conv"
@@ -212,7 +225,7 @@ def _check_layer(spec: ConvSpec, layers: dict[str, keras.Layer]) -> tuple[keras.
         problem = f"has stride {conv.strides}, the cfg wants {spec.stride}"
     elif spec.batch_norm != (bn is not None) or spec.batch_norm == conv.use_bias:
         problem = "disagrees with the cfg on batch norm"
-    elif (spec.activation == "leaky") != (f"leaky_{spec.index}" in layers) or spec.activation not in ("leaky", "linear"):
+    elif spec.activation not in ("leaky", "linear") or (spec.activation == "leaky") != leaky:
         problem = f"disagrees with the cfg's activation={spec.activation}"
     if problem:
         raise DataFormatError(f"darknet layer {spec.index}: our model's conv_{spec.index} {problem}")

@@ -8,6 +8,7 @@ class probabilities are independent sigmoids, and a detection's score is objectn
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -93,33 +94,44 @@ def decode_outputs(
     return tf.concat(all_boxes, 1), tf.concat(all_obj, 1), tf.concat(all_cls, 1)
 
 
-def letterbox_geometry(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> tuple[float, int, int]:
-    """``(scale, dx, dy)`` of the letterbox that fits an image of ``image_hw`` into ``input_hw``.
+def letterbox_geometry(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(new_w, new_h, dx, dy)`` of the letterbox that fits an image of ``image_hw`` into ``input_hw``.
 
-    The pipeline's rule (keras-yolo3's): ``scale = min(in_w / w, in_h / h)``, the image resized to
-    ``int(w * scale) x int(h * scale)`` and centred, the padding split equally with the odd pixel on the
-    right/bottom (``dx = (in_w - new_w) // 2``). A point maps as ``x_in = x * scale + dx``.
+    The input pipeline's rule (``oidyolo.yolo.augment``, keras-yolo3's): scale by ``min(in_w / w, in_h / h)`` in
+    integer arithmetic (the bound side fills the input exactly, the other is floored), centre the image, and split
+    the padding with the odd pixel on the right/bottom (``dx = (in_w - new_w) // 2``). A point maps as
+    ``x_in = x * new_w / w + dx``.
     """
-    h, w = image_hw
-    in_h, in_w = input_hw
+    h, w = (int(v) for v in image_hw)
+    in_h, in_w = (int(v) for v in input_hw)
     if h <= 0 or w <= 0:
         raise ConfigError(f"image size must be positive, got {h}x{w} (h x w)")
-    scale = min(in_w / w, in_h / h)
-    return scale, (in_w - int(w * scale)) // 2, (in_h - int(h * scale)) // 2
+    if in_w * h <= in_h * w:  # width-bound
+        new_w, new_h = in_w, max(1, h * in_w // w)
+    else:
+        new_w, new_h = max(1, w * in_h // h), in_h
+    return new_w, new_h, (in_w - new_w) // 2, (in_h - new_h) // 2
+
+
+def _letterbox_affine(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    new_w, new_h, dx, dy = letterbox_geometry(image_hw, input_hw)
+    h, w = image_hw
+    scale = np.array([new_w / w, new_h / h] * 2, dtype=np.float32)
+    return scale, np.array([dx, dy, dx, dy], dtype=np.float32)
 
 
 def letterbox_boxes(boxes: np.ndarray, image_hw: tuple[int, int], input_hw: tuple[int, int]) -> np.ndarray:
     """x1y1x2y2 boxes ``(..., 4)`` in original image pixels -> letterboxed input pixels (inverse of undo_letterbox)."""
-    scale, dx, dy = letterbox_geometry(image_hw, input_hw)
-    return np.asarray(boxes, dtype=np.float32) * scale + np.array([dx, dy, dx, dy], dtype=np.float32)
+    scale, offset = _letterbox_affine(image_hw, input_hw)
+    return np.asarray(boxes, dtype=np.float32) * scale + offset
 
 
 def undo_letterbox(
     boxes: np.ndarray | tf.Tensor, image_hw: tuple[int, int], input_hw: tuple[int, int], *, clip: bool = True
 ) -> np.ndarray:
     """x1y1x2y2 boxes ``(..., 4)`` in letterboxed input pixels -> original image pixels, clipped to the image."""
-    scale, dx, dy = letterbox_geometry(image_hw, input_hw)
-    out = (np.asarray(boxes, dtype=np.float32) - np.array([dx, dy, dx, dy], dtype=np.float32)) / np.float32(scale)
+    scale, offset = _letterbox_affine(image_hw, input_hw)
+    out = (np.asarray(boxes, dtype=np.float32) - offset) / scale
     if clip:
         h, w = image_hw
         out = np.clip(out, 0, np.array([w, h, w, h], dtype=np.float32))
@@ -171,7 +183,7 @@ def postprocess(
     num_classes: int,
     input_shape: tuple[int, int],
     image_hws: Sequence[tuple[int, int]] | None = None,
-    **nms_kwargs: float,
+    **nms_kwargs: Any,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """decode -> NMS -> (optionally) undo the letterbox of each image (``image_hws`` = original ``(h, w)``)."""
     dets = nms(*decode_outputs(outputs, anchors, masks, num_classes, input_shape), **nms_kwargs)

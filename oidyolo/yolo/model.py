@@ -192,5 +192,8 @@ def freeze_backbone(model: keras.Model, mode: int) -> int:
 
 def unfreeze_all(model: keras.Model) -> None:
     """Make every layer trainable again (recompile afterwards)."""
-    _body_of(model).trainable = True
-    model.trainable = True
+    # Toggle: Keras' TF tracking skips `x.trainable = True` when x.trainable is already True, even if sublayers
+    # are frozen, so `True` alone would not reach them.
+    for target in {id(m): m for m in (model, _body_of(model))}.values():
+        target.trainable = False
+        target.trainable = True
