@@ -3,7 +3,9 @@ Snakemake's own dry-run output."""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +24,10 @@ BASE = {
     "classes": ["Apple", "Orange", "Banana", "coffee CUP"],  # a name with a space, in odd case
     "demo": {"train_images": 40, "validation_images": 12},
     "download": {"max_missing_fraction": 0.25, "workers": 8},
+    # the smallest training that runs the real code path: tiny, 64 px, one epoch per stage
+    "train": {"variant": "tiny", "input_size": 64, "epochs": [1, 1], "batch_size": [8, 8]},
 }
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -137,6 +142,38 @@ def test_selection_edits_rerun_selection_onwards_without_rescanning(run, edit):
     rules = [rule for rule, _ in planned(run, {**BASE, **edit})]
     assert "select_class" in rules and "yolo_annotations" in rules
     assert "extract_class" not in rules and "fetch_boxes" not in rules and "demo_source" not in rules
+
+
+def test_training_edits_rerun_training_and_what_follows_only(run):
+    jobs = {rule for rule, _ in planned(run, {**BASE, "train": {**BASE["train"], "epochs": [1, 2]}})}
+    assert jobs == {"train", "evaluate", "training_report", "all"}
+
+
+def test_the_trained_model_is_evaluated(run):
+    metrics = json.loads((run / "results/eval/metrics.json").read_text())
+    assert set(metrics["per_class_AP50"]) == {"Apple", "Orange", "Banana", "Coffee cup"}
+    assert metrics["counts"]["images"] == len((run / "results/yolo/val.txt").read_text().splitlines())
+    spec = json.loads((run / "results/model/model.json").read_text())
+    assert spec["variant"] == "tiny" and spec["input_size"] == [64, 64] and len(spec["anchors"]) == 6
+    for name in ("trained_weights_stage_1.weights.h5", "trained_weights_final.weights.h5"):
+        assert (run / "results/model" / name).stat().st_size > 1_000_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_report_renders_in_a_headless_browser(run, tmp_path):
+    snakemake(run, "--report", str(tmp_path / "report.html"))
+    raw = (tmp_path / "report.html").read_text()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
+    flags += ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    flags += [f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000"]
+    url = (tmp_path / "report.html").as_uri()
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    # The report's navigation is built by its JavaScript: present in the rendered DOM, absent from the file.
+    for category in ("Dataset", "Evaluation", "Training"):
+        assert f">{category}<" in dom and f">{category}<" not in raw
+    shot = tmp_path / "report.png"
+    subprocess.run([CHROMIUM, *flags, "--window-size=1280,900", f"--screenshot={shot}", url], timeout=120)
+    assert shot.stat().st_size > 20_000
 
 
 def test_download_settings_rerun_downloads_not_selection(run):
