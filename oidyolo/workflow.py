@@ -6,11 +6,14 @@ without Snakemake (this module never imports it).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from oidyolo.data.catalog import ClassCatalog, Hierarchy, ResolvedClass, resolve_classes
+from oidyolo.data.download import read_manifest
 from oidyolo.data.sources import Remote
 from oidyolo.data.versions import OPENIMAGES_IMAGES_URL, OPENIMAGES_METADATA_URL, Known, version_files
 from oidyolo.errors import ConfigError
@@ -131,3 +134,27 @@ class Plan:
         if what == "hierarchy":
             return files.hierarchy
         return files.boxes_path(split or "")
+
+    def manifest(self, split: str, slug: str) -> str:
+        return f"results/images/{split}/{slug}.tsv"
+
+    def stale_manifests(self, root: str | Path = ".") -> dict[str, list[str]]:
+        """Existing manifests that list stored images which are no longer in the store, with the missing IDs.
+
+        Snakemake does not rerun a finished job because a file it wrote outside its declared outputs vanished, so
+        the workflow asks for these manifests' download jobs to be rerun (they fetch only what is missing).
+        """
+        stale: dict[str, list[str]] = {}
+        for split in self.splits:
+            for slug in self.slugs:
+                path = Path(root) / self.manifest(split, slug)
+                if not path.is_file():
+                    continue
+                try:
+                    entries = read_manifest(path)
+                except OSError:
+                    continue
+                gone = [e.image_id for e in entries if e.ok and not os.path.exists(Path(root) / e.path)]
+                if gone:
+                    stale[self.manifest(split, slug)] = gone
+        return stale

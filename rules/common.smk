@@ -1,4 +1,5 @@
 # Validation, the plan derived from the config, and path helpers. No step logic lives here.
+import os
 import sys
 
 sys.path.insert(0, workflow.basedir)  # the oidyolo package, also without `pip install`
@@ -21,6 +22,16 @@ wildcard_constraints:
     split="train|validation|test",
     cls="|".join(PLAN.slugs),
 
+
+# Images live in a shared store outside the declared outputs, and Snakemake does not rerun a job because such a
+# file vanished. So a manifest listing a vanished image is marked out of date (its mtime set before its input's):
+# its download job reruns and fetches only what is missing.
+if workflow.is_main_process:
+    for _path, _gone in PLAN.stale_manifests().items():
+        logger.warning(
+            f"{_path}: {len(_gone)} stored image(s) are gone, e.g. {_gone[0]}; they will be fetched again"
+        )
+        os.utime(_path, (0, 0))
 
 METADATA = PLAN.metadata_dir
 TRAIN = PLAN.train_settings()

@@ -4,6 +4,7 @@ Snakemake's own dry-run output."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -179,6 +180,29 @@ def test_report_renders_in_a_headless_browser(run, tmp_path):
 def test_download_settings_rerun_downloads_not_selection(run):
     rules = {rule for rule, _ in planned(run, {**BASE, "download": {**BASE["download"], "workers": 4}})}
     assert "download_images" in rules and "select_class" not in rules
+
+
+def test_deleting_one_image_refetches_it_for_the_classes_that_list_it(run):
+    manifests = sorted((run / "results/images/train").glob("*.tsv"))
+    entries = {m: [e for e in read_manifest(m) if e.ok] for m in manifests}
+    victim = entries[manifests[0]][0]
+    owners = {m.stem for m, es in entries.items() if victim.image_id in {e.image_id for e in es}}
+    image = run / victim.path
+    saved, times = image.read_bytes(), {m: m.stat().st_mtime_ns for m in manifests}
+    image.unlink()
+    try:
+        proc = snakemake(run, "--dry-run")
+        assert f"{victim.image_id}; they will be fetched again" in proc.stdout + proc.stderr
+        jobs = planned(run)
+        downloads = {o for r, o in jobs if r == "download_images"}
+        assert downloads == {f"results/images/train/{c}.tsv" for c in owners}
+        assert not {"extract_class", "select_class", "fetch_boxes", "demo_source"} & {r for r, _ in jobs}
+        assert {"voc", "yolo_annotations"} <= {r for r, _ in jobs}
+    finally:  # leave the shared run as it was
+        image.write_bytes(saved)
+        for m, t in times.items():
+            os.utime(m, ns=(t, t))
+    assert "Nothing to be done" in snakemake(run, "--dry-run").stdout
 
 
 @pytest.mark.parametrize(
