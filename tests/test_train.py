@@ -163,3 +163,39 @@ def test_bad_training_settings_are_refused():
     ):
         with pytest.raises(ConfigError, match=msg):
             TrainConfig.from_dict(bad)
+
+
+def test_a_nan_loss_stops_training_with_advice(data, tmp_path):
+    from oidyolo.yolo.train import TrainConfig, TrainingError, train
+
+    # An absurd learning rate blows the weights up within a few steps.
+    cfg = TrainConfig.from_dict({**SMALL, "epochs": [3, 0], "learning_rate": [1e12, 1e-4], "weight_decay": 0.0})
+    with pytest.raises(TrainingError, match=r"NaN or infinite.*learning_rate"):
+        train(inputs(data), tmp_path, cfg)
+    assert not (tmp_path / "trained_weights_final.weights.h5").exists()
+
+
+MIRRORED_SCRIPT = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from pathlib import Path
+from oidyolo.yolo.train import TrainConfig, TrainInputs, train
+root, out = Path(sys.argv[1]), Path(sys.argv[2])
+cfg = TrainConfig.from_dict({"variant": "tiny", "input_size": 64, "epochs": [1, 1], "batch_size": [4, 4],
+                             "distribute": "mirrored"})
+train(TrainInputs(root / "train.txt", root / "val.txt", root / "classes.txt", root / "anchors.txt"), out, cfg)
+"""
+
+
+def test_training_runs_data_parallel_over_two_logical_devices(data, tmp_path):
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(data), str(tmp_path / "m")], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "data parallel over 2 devices" in proc.stderr
+    assert "no GPU found: training on the CPU" in proc.stderr
+    assert (tmp_path / "m" / "trained_weights_final.weights.h5").is_file()
