@@ -55,6 +55,8 @@ def test_loss_falls_and_all_outputs_are_written(trained):
     out, result = trained
     rows = history(out)
     assert [int(r["epoch"]) for r in rows] == list(range(6))
+    assert all(None not in r and all(v != "" for v in r.values()) for r in rows)  # one header fits both stages
+    assert [float(r["learning_rate"]) for r in rows] == pytest.approx([0.003] * 2 + [0.001] * 4)
     losses = [float(r["loss"]) for r in rows]
     assert losses[-1] < 0.5 * losses[0], losses
     for name in ("trained_weights_stage_1.weights.h5", "trained_weights_final.weights.h5", "model.json"):

@@ -276,7 +276,7 @@ def _logging_callbacks(out: Path, best: _BestBody, guard: _NanGuard) -> list:
     return [
         guard,
         best,
-        keras.callbacks.CSVLogger(str(out / HISTORY), append=True),
+        _CsvHistory(out / HISTORY),
         keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard"), write_graph=False, profile_batch=0),
     ]
 
@@ -346,3 +346,27 @@ class _BestBody(_callback_base()):  # type: ignore[misc]
         if value is not None and math.isfinite(float(value)) and float(value) < self.best:
             self.best = float(value)
             _save_atomic(self.model.body, self.path)
+
+
+class _CsvHistory(_callback_base()):  # type: ignore[misc]
+    """One row per epoch with a fixed header, appended across both stages and across resumes (Keras' CSVLogger
+    keeps the first stage's header, which lacks the learning rate that stage 2's callbacks add)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        import csv
+
+        row = {k: float(v) for k, v in (logs or {}).items()}
+        row["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+        row["epoch"] = epoch
+        if self.path.exists() and self.path.stat().st_size:
+            with open(self.path, newline="") as fh:
+                fields = next(csv.reader(fh))
+        else:
+            fields = ["epoch", "learning_rate", *sorted(k for k in row if k not in ("epoch", "learning_rate"))]
+            self.path.write_text(",".join(fields) + "\n")
+        with open(self.path, "a", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore").writerow(row)
