@@ -27,7 +27,7 @@ values = st.recursive(
     scalars,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=6,
-)  # noqa: E501
+)
 KEYS = [
     "source", "version", "classes", "expand_hierarchy", "train_split", "val_split", "val_fraction", "limit", "seed",
     "filters", "strict_csv", "download", "yolo", "sources", "demo", "train", "evaluate", "colour",

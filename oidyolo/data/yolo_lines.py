@@ -34,7 +34,8 @@ class LineStats:
 
 
 def voc_files(voc_dir: str | Path) -> list[Path]:
-    return sorted(Path(voc_dir).glob("*.xml"))
+    # One directory: ordering Paths is ordering their names, and comparing str keys is much cheaper.
+    return sorted(Path(voc_dir).glob("*.xml"), key=lambda p: p.name)
 
 
 def lines_for(
