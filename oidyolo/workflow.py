@@ -146,6 +146,9 @@ class Plan:
         """
         stale: dict[str, list[str]] = {}
         for split in self.splits:
+            # One directory listing per split, not a stat per image: this runs on every Snakemake invocation.
+            store = Path(root) / STORE / split
+            present = set(os.listdir(store)) if store.is_dir() else set()
             for slug in self.slugs:
                 path = Path(root) / self.manifest(split, slug)
                 if not path.is_file():
@@ -154,7 +157,14 @@ class Plan:
                     entries = read_manifest(path)
                 except OSError:
                     continue
-                gone = [e.image_id for e in entries if e.ok and not os.path.exists(Path(root) / e.path)]
+                gone = [e.image_id for e in entries if e.ok and not _present(Path(e.path), store, present, root)]
                 if gone:
                     stale[self.manifest(split, slug)] = gone
         return stale
+
+
+def _present(path: Path, store: Path, listing: set[str], root: str | Path) -> bool:
+    """Is the image still there? Checked against the store's listing; paths elsewhere are stat'ed."""
+    if Path(root) / path.parent == store:
+        return path.name in listing
+    return (Path(root) / path).exists()

@@ -56,12 +56,12 @@ class Entry:
     path: str
     width: int
     height: int
-    status: str  # stored (already there), downloaded, missing, failed
+    status: str  # stored (already there) or downloaded (this run), both "ok" in a manifest; missing; failed
     reason: str = ""
 
     @property
     def ok(self) -> bool:
-        return self.status in ("stored", "downloaded")
+        return self.status in ("ok", "stored", "downloaded")
 
 
 def image_path(store: str | Path, split: str, image_id: str) -> Path:
@@ -196,7 +196,9 @@ def write_manifest(entries: list[Entry], path: str | Path) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write("\t".join(MANIFEST_COLUMNS) + "\n")
         for e in entries:
-            fh.write(f"{e.image_id}\t{e.path}\t{e.width}\t{e.height}\t{e.status}\t{e.reason}\n")
+            # "ok", not which job happened to fetch a shared image first: manifests are the same on every run.
+            status = "ok" if e.ok else e.status
+            fh.write(f"{e.image_id}\t{e.path}\t{e.width}\t{e.height}\t{status}\t{e.reason}\n")
     tmp.replace(path)
 
 
