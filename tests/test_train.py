@@ -201,3 +201,51 @@ def test_training_runs_data_parallel_over_two_logical_devices(data, tmp_path):
     assert "data parallel over 2 devices" in proc.stderr
     assert "no GPU found: training on the CPU" in proc.stderr
     assert (tmp_path / "m" / "trained_weights_final.weights.h5").is_file()
+
+
+def test_darknet_start_is_converted_and_loaded_except_the_class_heads(data, tmp_path):
+    """The pretrained path end to end: `convert-darknet` on a (synthetic) yolov3-tiny.weights, then training from
+    it with stage 1 frozen. Real weights cannot be downloaded here; the converter itself is checked against
+    OpenCV in test_darknet.py."""
+    from test_darknet import _write_weights
+
+    from oidyolo.yolo.darknet import describe_cfg, shipped_cfg
+    from oidyolo.yolo.train import TrainConfig, train
+
+    weights = tmp_path / "yolov3-tiny.weights"
+    _write_weights(describe_cfg(shipped_cfg("tiny")), weights, gain=1.0)
+    converted = tmp_path / "start.weights.h5"
+    proc = subprocess.run(
+        [sys.executable, "-m", "oidyolo", "convert-darknet", str(weights), "--variant", "tiny",
+         "--out", str(converted)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "8,858,734 floats" in proc.stdout
+    run = inputs(data)
+    run.pretrained = converted
+    cfg = TrainConfig.from_dict({**SMALL, "epochs": [1, 1], "freeze": 1})
+    result = train(run, tmp_path / "model", cfg)
+    assert result.summary["epochs_run"] == 2
+    # The 80-class output convs do not fit 3 classes: those two are skipped, every other layer is loaded.
+    from oidyolo.yolo.darknet import load_pretrained
+    from oidyolo.yolo.model import build_yolov3
+
+    loaded, skipped = load_pretrained(build_yolov3(3, "tiny"), converted)
+    assert sorted(skipped) == ["conv_15", "conv_22"] and len(loaded) > 20
+
+
+def test_a_weights_file_of_the_wrong_size_is_refused_with_both_counts(tmp_path):
+    from test_darknet import _write_weights
+
+    from oidyolo.yolo.darknet import describe_cfg, shipped_cfg
+
+    weights = tmp_path / "yolov3-tiny.weights"
+    _write_weights(describe_cfg(shipped_cfg("tiny")), weights, gain=1.0, extra_floats=7)
+    proc = subprocess.run(
+        [sys.executable, "-m", "oidyolo", "convert-darknet", str(weights), "--variant", "tiny", "--out",
+         str(tmp_path / "x.weights.h5")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "expected 8858734, actual 8858741" in proc.stderr, proc.stderr
