@@ -63,7 +63,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     remote = _remote(args.url, args.options)
     for name, relpath in relpaths.items():
         known = files.known_for(relpath) if args.verify else Known()
-        result = fetch_file(remote, relpath, Path(args.out) / Path(relpath).name, known=known)
+        result = fetch_file(remote, relpath, Path(args.out) / Path(relpath).name, known=known, timeout=args.timeout)
         print(f"{name}\t{result.path}\t{result.size}\t{result.md5}")
     return 0
 
@@ -105,7 +105,9 @@ def _cmd_download(args: argparse.Namespace) -> int:
     from oidyolo.data.select import read_selection
 
     ids = read_selection(args.selection)["ImageID"].to_pylist()
-    config = DownloadConfig(workers=args.workers, retries=args.retries, max_missing_fraction=args.max_missing)
+    config = DownloadConfig(
+        workers=args.workers, retries=args.retries, max_missing_fraction=args.max_missing, timeout=args.timeout
+    )
     remote = _remote(args.url, args.options)
     entries = download_images(ids, split=args.split, remote=remote, store=args.store, config=config)
     write_manifest(entries, args.manifest)
@@ -178,6 +180,16 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 3600:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds between 0 and 3600")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m oidyolo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default="v6")
     p.add_argument("--split", action="append", default=[], help="train, validation or test (repeatable)")
     p.add_argument("--no-verify", dest="verify", action="store_false", help="skip published size/md5 checks")
+    p.add_argument("--timeout", type=_seconds, default=60.0, help="seconds a request may stall before a retry")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_fetch)
 
@@ -228,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=32)
     p.add_argument("--retries", type=int, default=5)
     p.add_argument("--max-missing", type=float, default=0.05)
+    p.add_argument("--timeout", type=_seconds, default=60.0, help="seconds a request may stall before a retry")
     p.set_defaults(func=_cmd_download)
 
     p = sub.add_parser("anchors", help="k-means anchors for an annotation file, in the input frame")

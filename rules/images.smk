@@ -25,5 +25,6 @@ rule download_images:
         workers=config["download"]["workers"],
         retries=config["download"]["retries"],
         max_missing_fraction=config["download"]["max_missing_fraction"],
+        timeout=config["download"]["timeout"],
     script:
         "../workflow_scripts/download_images.py"

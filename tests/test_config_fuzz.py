@@ -33,7 +33,7 @@ KEYS = [
     "filters", "strict_csv", "download", "yolo", "sources", "demo", "train", "evaluate", "colour",
 ]  # fmt: skip
 NESTED = {
-    "download": ["workers", "retries", "max_missing_fraction"],
+    "download": ["workers", "retries", "max_missing_fraction", "timeout"],
     "train": ["variant", "input_size", "epochs", "batch_size", "learning_rate", "freeze", "max_boxes", "anchors"],
     "filters": ["IsOccluded", "IsGroupOf", "IsBogus"],
     "demo": ["train_images", "validation_images", "seed"],

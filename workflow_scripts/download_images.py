@@ -13,7 +13,9 @@ from oidyolo.runner import logged_step
 with logged_step(snakemake.log[0], "download_images"):
     p = snakemake.params
     ids = read_selection(snakemake.input[0])["ImageID"].to_pylist()
-    config = DownloadConfig(workers=p.workers, retries=p.retries, max_missing_fraction=p.max_missing_fraction)
+    config = DownloadConfig(
+        workers=p.workers, retries=p.retries, max_missing_fraction=p.max_missing_fraction, timeout=p.timeout
+    )
     entries = download_images(
         ids,
         split=snakemake.wildcards.split,

@@ -11,5 +11,10 @@ from oidyolo.runner import logged_step
 
 with logged_step(snakemake.log[0], "fetch_boxes"):
     p = snakemake.params
-    result = fetch_file(Remote(p.url, dict(p.options)), p.relpath, snakemake.output[0], known=Known(**p.known))
+    # download.timeout is read from the config, not a rule param: it cannot change the fetched bytes, so editing
+    # it must not refetch a 2 GB file.
+    timeout = snakemake.config.get("download", {}).get("timeout", 60)
+    result = fetch_file(
+        Remote(p.url, dict(p.options)), p.relpath, snakemake.output[0], known=Known(**p.known), timeout=timeout
+    )
     print(f"{p.relpath}: {result.size:,} bytes, md5 {result.md5}, resumed from byte {result.resumed_from:,}")

@@ -40,6 +40,9 @@ BOX_SCHEMA = pa.schema(
 )
 
 IMAGE_ID = re.compile(r"^[0-9a-f]{16}$")
+# Maps every control byte (NUL, ESC, a lone CR, ...) to a non-ASCII one, so ``isascii()`` after it checks both at
+# once: no valid Open Images row holds either, XML cannot hold most control bytes, and a lone CR splits a row in two.
+_FLAG_CONTROL = bytes(0x80 if b < 0x20 or b == 0x7F else b for b in range(256))
 _NUMBER = r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$"
 # Coordinates a hair outside [0, 1] are rounding noise; anything further is an invalid box.
 _COORD_SLACK = 1e-4
@@ -104,12 +107,12 @@ def read_header(path: str | Path) -> Header:
 
 
 def iter_matching_lines(path: str | Path, mids: Iterable[str], *, window: int = 64 << 20) -> Iterator[bytes]:
-    """Yield the raw data lines whose LabelName is one of ``mids`` (without line terminators), in file order
-    per window.
+    """Yield the raw data lines whose LabelName is one of ``mids`` (without line terminators), in file order.
 
     The file is mapped one window at a time and searched in one pass for every MID at once, so no byte is copied
-    unless its line matches and resident memory stays near one window. A line is yielded once per ``,MID,``
-    occurrence in it (the parser later keeps only rows whose LabelName matches).
+    unless its line matches and resident memory stays near one window. Each line holding a ``,MID,`` is yielded
+    once, however many MIDs it holds (a MID may also appear in another field: the parser later keeps only rows
+    whose LabelName matches), so a line yielded twice is a line that is twice in the file.
     """
     mids = list(mids)
     with open(path, "rb") as fh:
@@ -129,20 +132,26 @@ def iter_matching_lines(path: str | Path, mids: Iterable[str], *, window: int = 
                 if cut <= start:  # one line longer than the window
                     window *= 2
                     continue
+                line_end = -1
                 for hit in hits_in(mm, start, cut):
+                    if hit < line_end:  # another MID in the line just yielded
+                        continue
                     line_start = max(start, mm.rfind(b"\n", start, hit) + 1)
                     line_end = mm.find(b"\n", hit, cut)
-                    yield mm[line_start : cut if line_end == -1 else line_end].rstrip(b"\r")
+                    if line_end == -1:
+                        line_end = cut
+                    yield mm[line_start:line_end].rstrip(b"\r")
             pos = base + cut
 
 
 def _hit_finder(mids: list[bytes]) -> Callable[[mmap.mmap, int, int], Iterator[int]]:
-    """A function giving the offsets of every ``,MID,`` in ``buf[start:cut]``, ascending, once per listed MID.
+    """A function giving the offsets of the ``,MID,`` in ``buf[start:cut]``, ascending.
 
     One regular-expression pass finds all MIDs at once (``re`` factors out their common prefix, so the cost hardly
     grows with their number, which matters for hierarchy expansion); ``,MID`` is consumed and the closing comma only
     looked ahead at, so two hits that share a comma are both found, exactly as a search per ``,MID,`` would.
     """
+    mids = list(dict.fromkeys(mids))
     if any(b"," in mid for mid in mids):  # the regex's overlap argument needs comma-free MIDs; never so in practice
         needles = [b"," + mid + b"," for mid in mids]
 
@@ -156,18 +165,9 @@ def _hit_finder(mids: list[bytes]) -> Callable[[mmap.mmap, int, int], Iterator[i
             return iter(sorted(hits))
 
         return each_needle
-    times = Counter(mids)  # a MID listed twice yields its lines twice, as one search per listed MID would
-    unique = sorted(times, key=len, reverse=True)
+    unique = sorted(mids, key=len, reverse=True)
     pattern = re.compile(b",(" + b"|".join(re.escape(mid) for mid in unique) + b")(?=,)")
-    if all(n == 1 for n in times.values()):
-        return lambda buf, start, cut: (m.start() for m in pattern.finditer(buf, start, cut))
-
-    def repeated(buf: mmap.mmap, start: int, cut: int) -> Iterator[int]:
-        for m in pattern.finditer(buf, start, cut):
-            for _ in range(times[m.group(1)]):
-                yield m.start()
-
-    return repeated
+    return lambda buf, start, cut: (m.start() for m in pattern.finditer(buf, start, cut))
 
 
 def _matching_lines_slow(fh: BinaryIO, li: int, mids: set[str]) -> Iterator[bytes]:
@@ -195,29 +195,43 @@ def scan_boxes(
     bad = BadRows()
     lines = list(iter_matching_lines(path, mids, window=window))
     unique = list(dict.fromkeys(lines))
+    ncols, li = len(header.columns), header.index("LabelName")
+    wanted = {mid.encode("utf-8", "surrogateescape") for mid in mids}
+
+    def of_class(line: bytes) -> bool:
+        """Whether a line the byte scan found is a row of these classes (the MID may sit in another field of
+        another class's row). A line of the wrong width cannot tell: it counts as one, and as a bad row."""
+        fields = line.split(b",")
+        return len(fields) != ncols or fields[li] in wanted
+
     if len(unique) != len(lines):
-        dupes = Counter(lines) - Counter(unique)
-        bad.add("duplicate rows", list(dupes), n=len(lines) - len(unique))
-    ncols = len(header.columns)
+        dupes = {line: n for line, n in (Counter(lines) - Counter(unique)).items() if of_class(line)}
+        if dupes:
+            bad.add("duplicate rows", list(dupes), n=sum(dupes.values()))
+    joined = b"\n".join(unique)
+    clean = joined.translate(_FLAG_CONTROL).isascii()  # one pass over all the bytes; the usual answer is yes
     good: list[bytes] = []
     for line in unique:
-        if not line.isascii():
-            bad.add("rows with a non-ASCII byte", [line])
+        if not clean and not line.translate(_FLAG_CONTROL).isascii():
+            if of_class(line):
+                what = "a non-ASCII byte" if not line.isascii() else "a control character (NUL, tab, CR, ESC, ...)"
+                bad.add(f"rows with {what}", [line])
         elif line.count(b",") != ncols - 1:
             bad.add(f"rows without {ncols} fields (truncated or malformed)", [line])
         else:
-            good.append(line)
-    table = _parse(good, header, mids, bad)
+            good.append(line)  # the parser keeps only the rows whose LabelName is one of the MIDs
+    table = _parse(good, header, mids, bad, joined=joined if len(good) == len(unique) else None)
     if strict and bad.total:
         raise DataFormatError(f"{path}: bad rows for {', '.join(mids)}: {bad.summary()}")
     return table, bad
 
 
-def _parse(lines: list[bytes], header: Header, mids: list[str], bad: BadRows) -> pa.Table:
+def _parse(lines: list[bytes], header: Header, mids: list[str], bad: BadRows, joined: bytes | None = None) -> pa.Table:
+    """Parse ``lines`` (``joined``: the same lines already joined with newlines)."""
     if not lines:
         return BOX_SCHEMA.empty_table()
     raw = pacsv.read_csv(
-        io.BytesIO(b"\n".join(lines)),
+        io.BytesIO(b"\n".join(lines) if joined is None else joined),
         read_options=pacsv.ReadOptions(column_names=list(header.columns), block_size=64 << 20),
         parse_options=pacsv.ParseOptions(quote_char=False),
         convert_options=pacsv.ConvertOptions(

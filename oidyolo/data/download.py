@@ -3,7 +3,9 @@
 An image selected by several classes is stored once. Each file is fetched with retries and backoff, verified as a
 decodable JPEG, written under a temporary name and renamed into place, so no partial file ever sits at a final path
 and an interrupted run resumes by skipping what is already stored. Images missing at the source (real Open Images
-has some) are listed in the manifest; the step fails only past a configurable missing fraction.
+has some) are listed in the manifest; the step fails only past a configurable missing fraction. A request that
+stalls for ``timeout`` seconds is abandoned and retried; a full disk stops the download with a
+:class:`~oidyolo.errors.DiskFullError` (what is stored stays stored, and a rerun continues).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import re
 import socket
 import sys
 import threading
@@ -24,12 +27,14 @@ import fsspec
 
 from oidyolo.data.boxes import IMAGE_ID
 from oidyolo.data.imagecheck import header_size, looks_complete, verify_jpeg
-from oidyolo.data.sources import Remote, with_retries
-from oidyolo.errors import DataFormatError, DownloadError
+from oidyolo.data.sources import DEFAULT_TIMEOUT, Remote, with_retries, with_timeout
+from oidyolo.errors import DataFormatError, DiskFullError, DownloadError, disk_full, is_disk_full
 from oidyolo.progress import Progress
 
 MANIFEST_COLUMNS = ("ImageID", "path", "width", "height", "status", "reason")
 _HOST = socket.gethostname().replace(".", "_")
+# A split names a folder of the store and of the source: one plain path component, never "..", "/" or a NUL.
+_SPLIT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 @functools.cache
@@ -48,6 +53,7 @@ class DownloadConfig:
     backoff: float = 0.5
     max_missing_fraction: float = 0.05
     progress_interval: float = 5.0
+    timeout: float = DEFAULT_TIMEOUT  # seconds without a connection or without data before a request is retried
 
 
 @dataclass(frozen=True)
@@ -67,11 +73,17 @@ class Entry:
 def image_path(store: str | Path, split: str, image_id: str) -> Path:
     """The store path of an image; the ID is validated first so it can never escape the store or the URL."""
     check_image_id(image_id)
-    return Path(store) / split / f"{image_id}.jpg"
+    return Path(store) / check_split(split) / f"{image_id}.jpg"
+
+
+def check_split(split: str) -> str:
+    if not isinstance(split, str) or not _SPLIT.fullmatch(split):
+        raise DataFormatError(f"invalid split {split!r}: use a plain folder name such as train, validation or test")
+    return split
 
 
 def check_image_id(image_id: str) -> str:
-    if not isinstance(image_id, str) or not IMAGE_ID.match(image_id):
+    if not isinstance(image_id, str) or not IMAGE_ID.fullmatch(image_id):  # fullmatch: "$" passes a final "\n"
         raise DataFormatError(f"invalid ImageID {image_id!r}: Open Images IDs are 16 lowercase hex characters")
     return image_id
 
@@ -87,13 +99,20 @@ def download_images(
 ) -> list[Entry]:
     """Make every image present in the store; returns one manifest entry per ID (input order, deduplicated)."""
     config = config or DownloadConfig()
+    check_split(split)
     ids = [check_image_id(i) for i in dict.fromkeys(image_ids)]
     folder = Path(store) / split
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if is_disk_full(err):
+            raise disk_full(folder, err) from err
+        raise
     remove_stale_parts(folder)
+    remote = with_timeout(remote, config.timeout)
     if remote.url.startswith("s3://"):
         opts = dict(remote.options)
-        opts.setdefault("config_kwargs", {}).setdefault("max_pool_connections", max(10, config.workers))
+        opts["config_kwargs"] = {"max_pool_connections": max(10, config.workers), **(opts.get("config_kwargs") or {})}
         if _s3_has_max_concurrency():
             # s3fs sends a HEAD before every whole-file GET to decide on a chunked download (only for files over
             # its 50 MB block size); images are far smaller, so skip that extra round trip per image.
@@ -101,18 +120,29 @@ def download_images(
         remote = Remote(remote.url, opts)
     fs, base = remote.filesystem()
     progress = Progress(f"images {label or split}", len(ids), unit="img", interval=config.progress_interval)
+    full = threading.Event()  # set by the first full-disk write: the other workers stop instead of trying theirs
 
-    def one(image_id: str) -> Entry:
-        entry = _ensure(
-            image_id, fs, f"{base}/{split}/{image_id}.jpg", remote.join(f"{split}/{image_id}.jpg"), folder, config
-        )
+    def one(image_id: str) -> Entry | None:
+        if full.is_set():
+            return None
+        try:
+            entry = _ensure(
+                image_id, fs, f"{base}/{split}/{image_id}.jpg", remote.join(f"{split}/{image_id}.jpg"), folder, config
+            )
+        except DiskFullError:
+            full.set()
+            raise
         progress.advance(1, **{entry.status: 1})
         return entry
 
     with ThreadPoolExecutor(max_workers=max(1, config.workers), thread_name_prefix="fetch") as pool:
-        entries = list(pool.map(one, ids))
+        futures = [pool.submit(one, image_id) for image_id in ids]
+        errors = [f.exception() for f in futures]
+    for err in errors:
+        if err is not None:
+            raise err
     progress.finish()
-    return entries
+    return [f.result() for f in futures]  # type: ignore[misc]
 
 
 def _ensure(image_id: str, fs, path: str, url: str, folder: Path, config: DownloadConfig) -> Entry:
@@ -135,11 +165,15 @@ def _ensure(image_id: str, fs, path: str, url: str, folder: Path, config: Downlo
             raise DownloadError(str(err)) from None
 
     try:
-        data, (width, height) = with_retries(fetch, what=url, retries=config.retries, backoff=config.backoff)
+        data, (width, height) = with_retries(
+            fetch, what=url, retries=config.retries, backoff=config.backoff, timeout=config.timeout
+        )
     except FileNotFoundError:
         return Entry(image_id, str(dest), 0, 0, "missing", "not found at the source")
     except PermissionError as err:
         return Entry(image_id, str(dest), 0, 0, "failed", f"access denied: {err}")
+    except (IsADirectoryError, NotADirectoryError) as err:  # a local mirror with a folder where a file should be
+        return Entry(image_id, str(dest), 0, 0, "failed", f"not a file at the source: {err}")
     except DownloadError as err:
         return Entry(image_id, str(dest), 0, 0, "failed", str(err).replace("\t", " ").replace("\n", " "))
     write_atomic(dest, data)
@@ -154,8 +188,10 @@ def write_atomic(dest: Path, data: bytes) -> None:
         with open(tmp, "wb") as fh:
             fh.write(data)
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(err):
+            raise disk_full(dest, err) from err  # type: ignore[arg-type]
         raise
 
 
@@ -193,13 +229,19 @@ def write_manifest(entries: list[Entry], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write("\t".join(MANIFEST_COLUMNS) + "\n")
-        for e in entries:
-            # "ok", not which job happened to fetch a shared image first: manifests are the same on every run.
-            status = "ok" if e.ok else e.status
-            fh.write(f"{e.image_id}\t{e.path}\t{e.width}\t{e.height}\t{status}\t{e.reason}\n")
-    tmp.replace(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write("\t".join(MANIFEST_COLUMNS) + "\n")
+            for e in entries:
+                # "ok", not which job happened to fetch a shared image first: manifests are the same on every run.
+                status = "ok" if e.ok else e.status
+                fh.write(f"{e.image_id}\t{e.path}\t{e.width}\t{e.height}\t{status}\t{e.reason}\n")
+        tmp.replace(path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(err):
+            raise disk_full(path, err) from err
+        raise
 
 
 def read_manifest(path: str | Path) -> list[Entry]:

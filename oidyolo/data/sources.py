@@ -7,6 +7,7 @@ source are all the same :class:`Remote`; only the URL and options differ.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -19,13 +20,17 @@ from typing import Any, TypeVar
 import fsspec
 
 from oidyolo.data.versions import Known
-from oidyolo.errors import DownloadError, IntegrityError
+from oidyolo.errors import DiskFullError, DownloadError, IntegrityError, disk_full, is_disk_full
 from oidyolo.progress import Progress
 
 T = TypeVar("T")
 
 # Errors that no retry can fix: the object is not there, or we may not read it.
 _PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+# Seconds a request may wait for a connection or for the next bytes of a response (download.timeout). A stalled
+# request is abandoned and retried; a slow but moving transfer is not cut off.
+DEFAULT_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,43 @@ def _options_for(url: str, options: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
+def with_timeout(remote: Remote, timeout: float | None) -> Remote:
+    """``remote`` whose requests give up after ``timeout`` seconds without a connection or without data.
+
+    S3 (s3fs, botocore): ``config_kwargs`` connect and read timeouts. HTTP(S) (fsspec, aiohttp): a ``ClientTimeout``
+    on the connection and on each socket read (no total limit, so a big chunk on a slow link still completes).
+    Local paths need none. Options the user set explicitly win.
+    """
+    if not timeout:
+        return remote
+    opts = dict(remote.options)
+    if remote.url.startswith(("s3://", "s3a://")):
+        config = dict(opts.get("config_kwargs") or {})
+        config.setdefault("connect_timeout", timeout)
+        config.setdefault("read_timeout", timeout)
+        opts["config_kwargs"] = config
+    elif remote.url.startswith(("http://", "https://")):
+        import aiohttp
+
+        client = dict(opts.get("client_kwargs") or {})
+        client.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout))
+        opts["client_kwargs"] = client
+    else:
+        return remote
+    return Remote(remote.url, opts)
+
+
+def _gave_up(retries: int) -> str:
+    return f"gave up after {retries + 1} tries" if retries else "gave up after 1 try, retries: 0"
+
+
+def _describe(err: BaseException, timeout: float | None) -> str:
+    text = f"{type(err).__name__}: {err}".rstrip(": ")
+    if isinstance(err, TimeoutError) and timeout:
+        text += f" (no connection or no data for {timeout:g} s, download.timeout)"
+    return text
+
+
 def with_retries(
     fn: Callable[[], T],
     *,
@@ -62,19 +104,23 @@ def with_retries(
     backoff: float = 0.5,
     max_backoff: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
+    timeout: float | None = None,
 ) -> T:
-    """Call ``fn``; retry transient failures with exponential backoff and jitter. Missing objects fail at once."""
+    """Call ``fn``; retry transient failures with exponential backoff and jitter. Missing objects fail at once, and
+    so does a full disk (no retry frees space). ``timeout`` only words the message of a request that timed out."""
     for attempt in range(retries + 1):
         try:
             return fn()
-        except _PERMANENT:
+        except (*_PERMANENT, DiskFullError):
             raise
-        except (DownloadError, IntegrityError):
+        except DownloadError as err:  # IntegrityError too: a bad body, retried like a failed request
             if attempt == retries:
-                raise
+                raise type(err)(f"{err} ({_gave_up(retries)})") from err
         except Exception as err:
+            if is_disk_full(err):
+                raise
             if attempt == retries:
-                raise DownloadError(f"{what}: {type(err).__name__}: {err} (gave up after {retries + 1} tries)") from err
+                raise DownloadError(f"{what}: {_describe(err, timeout)} ({_gave_up(retries)})") from err
         sleep(min(max_backoff, backoff * 2**attempt) * random.uniform(0.5, 1.5))
     raise AssertionError("unreachable")
 
@@ -97,20 +143,31 @@ def fetch_file(
     chunk_size: int = 16 << 20,
     retries: int = 5,
     progress_interval: float = 5.0,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    backoff: float = 0.5,
 ) -> FetchResult:
     """Copy ``remote/relpath`` to ``dest`` with resume and an integrity check.
 
     Bytes go to ``dest.part`` in ranged chunks, so an interrupted fetch resumes where it stopped; ``dest`` appears
     (atomically) only once the size, and the md5 where known, match. A mismatch deletes the partial file and raises.
+    A request that stalls for ``timeout`` seconds is abandoned and retried. A full disk raises
+    :class:`DiskFullError` and keeps ``dest.part`` cut back to its last chunk known to be on disk, so the fetch
+    resumes from there once space is freed.
     """
     known = known or Known()
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if is_disk_full(err):
+            raise disk_full(dest.parent, err) from err
+        raise
     part = dest.with_name(dest.name + ".part")
+    remote = with_timeout(remote, timeout)
     fs, base = remote.filesystem()
     path = f"{base}/{relpath}"
     url = remote.join(relpath)
-    size = _remote_size(fs, path, url, retries)
+    size = _remote_size(fs, path, url, retries, timeout, backoff)
     if known.size is not None and size is not None and size != known.size:
         raise IntegrityError(f"{url}: the source holds {size:,} bytes, but Open Images publishes {known.size:,}")
 
@@ -126,24 +183,40 @@ def fetch_file(
     resumed_from = offset
     progress = Progress(f"fetch {relpath}", size, as_bytes=True, interval=progress_interval)
     progress.done = offset
-    with open(part, "ab") as out:
-        if size is None:  # no length (some HTTP servers): one streamed read, no resume
-            out.truncate(0)
-            md5 = hashlib.md5()
-            data = with_retries(lambda: fs.cat_file(path), what=url, retries=retries)
-            out.write(data)
-            md5.update(data)
-            offset = len(data)
-        while size is not None and offset < size:
-            end = min(offset + chunk_size, size)
-            data = with_retries(lambda o=offset, e=end: _range(fs, path, url, o, e), what=url, retries=retries)
-            out.write(data)
+    durable = offset  # bytes of the part known to be on disk (written, flushed and fsynced)
+    try:
+        with open(part, "ab") as out:
+            if size is None:  # no length (some HTTP servers): one streamed read, no resume
+                out.truncate(0)
+                durable = 0
+                md5 = hashlib.md5()
+                data = with_retries(
+                    lambda: fs.cat_file(path), what=url, retries=retries, backoff=backoff, timeout=timeout
+                )
+                out.write(data)
+                md5.update(data)
+                offset = len(data)
+            while size is not None and offset < size:
+                end = min(offset + chunk_size, size)
+                data = with_retries(
+                    lambda o=offset, e=end: _range(fs, path, url, o, e),
+                    what=url, retries=retries, backoff=backoff, timeout=timeout,
+                )  # fmt: skip
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+                durable = offset = end
+                md5.update(data)
+                progress.advance(len(data))
             out.flush()
-            md5.update(data)
-            offset = end
-            progress.advance(len(data))
-        out.flush()
-        os.fsync(out.fileno())
+            os.fsync(out.fileno())
+    except BaseException as err:
+        if is_disk_full(err):
+            raise _keep_durable(part, durable if size is not None else 0, err) from err  # type: ignore[arg-type]
+        with contextlib.suppress(OSError):  # keep a part only if it holds something to resume from
+            if part.stat().st_size == 0:
+                part.unlink()
+        raise
     progress.finish()
 
     digest = md5.hexdigest()
@@ -161,19 +234,42 @@ def fetch_file(
     return FetchResult(dest, final_size, digest, resumed_from, final_size - resumed_from)
 
 
-def _remote_size(fs: fsspec.AbstractFileSystem, path: str, url: str, retries: int) -> int | None:
-    # fsspec's HTTP info() reports any failed HEAD/GET (a 503 too) as FileNotFoundError, so over HTTP a "not
-    # found" is retried a few times before it is believed.
-    tries = 3 if url.startswith(("http://", "https://")) else 1
+def _keep_durable(part: Path, durable: int, err: OSError) -> DiskFullError:
+    """After a full disk: cut the part back to the bytes known to be on disk (a truncate needs no space), so a
+    rerun resumes from a part that is exactly a prefix of the remote file; with nothing to keep, delete it."""
     try:
-        for attempt in range(tries):
-            try:
-                info = with_retries(lambda: fs.info(path), what=url, retries=retries)
-                break
-            except FileNotFoundError:
-                if attempt == tries - 1:
-                    raise
-                time.sleep(0.5 * 2**attempt)
+        if durable:
+            os.truncate(part, durable)
+            kept = f"kept the first {durable:,} bytes in {part}; the fetch resumes from there"
+        else:
+            part.unlink(missing_ok=True)
+            kept = f"deleted {part} (nothing in it could be resumed)"
+    except OSError:
+        kept = f"{part} could not be cut back; delete it before running again"
+    return disk_full(part, err, kept=kept)
+
+
+def _info(fs: fsspec.AbstractFileSystem, path: str, url: str) -> dict:
+    """``fs.info(path)``, telling a missing file from a failed request.
+
+    fsspec's HTTP ``info()`` reports any failed HEAD and GET (a 503, a reset connection) as FileNotFoundError; its
+    cause says which. Only a 404 or 410 is "not found"; anything else is a transient error to retry.
+    """
+    try:
+        return fs.info(path)
+    except FileNotFoundError as err:
+        cause = err.__cause__
+        http = url.startswith(("http://", "https://"))
+        if not http or cause is None or getattr(cause, "status", None) in (404, 410):
+            raise
+        raise DownloadError(f"{url}: {type(cause).__name__}: {cause}") from cause
+
+
+def _remote_size(
+    fs: fsspec.AbstractFileSystem, path: str, url: str, retries: int, timeout: float | None, backoff: float
+) -> int | None:
+    try:
+        info = with_retries(lambda: _info(fs, path, url), what=url, retries=retries, backoff=backoff, timeout=timeout)
     except FileNotFoundError:
         raise DownloadError(f"{url}: not found at the source (check the source URL and version)") from None
     except PermissionError:

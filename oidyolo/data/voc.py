@@ -8,6 +8,7 @@ every Open Images attribute is kept verbatim under ``<openimages>``, so nothing 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -23,7 +24,7 @@ from lxml import etree
 from oidyolo.data.boxes import ATTRIBUTES, BOX_SCHEMA
 from oidyolo.data.download import Entry, read_manifest
 from oidyolo.data.select import Filters, box_passes, normalize_filters
-from oidyolo.errors import DataFormatError
+from oidyolo.errors import DataFormatError, disk_full, is_disk_full
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,12 @@ def write_voc(
 ) -> int:
     """Write ``{out_dir}/{ImageID}.xml`` for every stored image of the split; returns the file count."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if is_disk_full(err):
+            raise disk_full(out, err) from err
+        raise
     entries = selected_entries(manifests)
     norm = normalize_filters(filters)  # type: ignore[arg-type]
     classes = [ClassBoxes(name, pq.read_table(path, schema=BOX_SCHEMA), norm) for name, path in class_boxes.items()]
@@ -201,9 +207,16 @@ def write_voc(
         difficult += sum(r["Difficult"] for r in rows)
         xml = annotation_xml(entry, rows, split=split, database=database)
         tmp = os.path.join(folder, f".{image_id}.xml.part")
-        with open(tmp, "wb") as fh:
-            fh.write(xml)
-        os.replace(tmp, os.path.join(folder, f"{image_id}.xml"))
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(xml)
+            os.replace(tmp, os.path.join(folder, f"{image_id}.xml"))
+        except OSError as err:  # never leave a partial file behind; a full disk is the user's to fix, not a bug
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if is_disk_full(err):
+                raise disk_full(os.path.join(folder, f"{image_id}.xml"), err) from err
+            raise
     print(
         f"voc {split}: {len(entries)} images, {table.num_rows} boxes ({difficult} marked difficult by the filters)",
         file=sys.stderr,
@@ -296,7 +309,7 @@ def _read_voc_canonical(path: str | Path) -> VocAnnotation | None:
                 )
             )
             pos = obj.end()
-    except ValueError:
+    except (ValueError, OverflowError):  # e.g. "nan" or "inf" as a coordinate: the reference reader words it
         return None
     if text[pos:] != _VOC_TAIL:
         return None
@@ -368,6 +381,6 @@ def _read_voc_reference(path: str | Path) -> VocAnnotation:
                 )
             )
         image_path = root.findtext("path") or str(Path(path).with_suffix(".jpg"))
-    except (etree.XMLSyntaxError, AttributeError, TypeError, ValueError) as err:
+    except (etree.XMLSyntaxError, AttributeError, TypeError, ValueError, OverflowError) as err:
         raise DataFormatError(f"{path}: not a valid Pascal VOC annotation ({err})") from None
     return VocAnnotation(image_path, width, height, objects)

@@ -4,9 +4,11 @@ Stage 1 trains with the backbone frozen (when a pretrained darknet start is give
 since a random frozen backbone would teach nothing), stage 2 unfreezes everything at a lower learning rate.
 Callbacks: best checkpoint by ``val_loss``, ReduceLROnPlateau and EarlyStopping (stage 2), CSV log, TensorBoard.
 
-Resume: each stage backs up weights, optimizer state and epoch after every epoch (``BackupAndRestore``) in a state
-folder that Snakemake does not own, keyed by a fingerprint of the configuration and the input files; an interrupted
-run continues from its last epoch, a changed configuration starts afresh.
+Resume: after every epoch each stage backs up the weights with the optimizer state, then the epoch number, each
+written under a temporary name and renamed, in a state folder that Snakemake does not own, keyed by a fingerprint of
+the configuration and the input files. A kill at any moment leaves the last complete backup; the rerun continues
+from it (history rows of epochs it redoes are replaced, so every epoch is logged once); a changed configuration
+starts afresh.
 """
 
 from __future__ import annotations
@@ -225,31 +227,33 @@ def train(
                 print("stage 1: no pretrained start, so every layer trains", file=sys.stderr)
             with strategy.scope():
                 detector.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate[0]))
+            start = _restore(detector, state / "stage_1", 0, strategy, out / HISTORY)
             train_ds, val_ds = datasets(cfg.batch_size[0])
-            callbacks = [keras.callbacks.BackupAndRestore(str(state / "stage_1"))]
-            callbacks += _logging_callbacks(out, best, guard)
+            callbacks = [*_logging_callbacks(out, best, guard), _Backup(state / "stage_1")]
             h = detector.fit(
-                train_ds, validation_data=val_ds, epochs=e1, steps_per_epoch=cfg.steps_per_epoch,
+                train_ds, validation_data=val_ds, initial_epoch=start, epochs=e1, steps_per_epoch=cfg.steps_per_epoch,
                 validation_steps=cfg.validation_steps, callbacks=callbacks, verbose=2, shuffle=False,
             )  # fmt: skip
             _check_finite(h.history, "stage 1", guard)
             _merge(history, h.history)
         _save_atomic(body, stage1_done)
+        shutil.rmtree(state / "stage_1", ignore_errors=True)
     shutil.copyfile(stage1_done, out / STAGE_1)
 
     if e2:
         unfreeze_all(detector)
         with strategy.scope():
             detector.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate[1]))
+        start = _restore(detector, state / "stage_2", e1, strategy, out / HISTORY)
         train_ds, val_ds = datasets(cfg.batch_size[1])
         callbacks = [
-            keras.callbacks.BackupAndRestore(str(state / "stage_2")),
             keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=cfg.reduce_lr_patience),
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.early_stopping_patience),
             *_logging_callbacks(out, best, guard),
+            _Backup(state / "stage_2"),  # last: an epoch counts as done only once everything above has run
         ]
         h = detector.fit(
-            train_ds, validation_data=val_ds, initial_epoch=e1, epochs=e1 + e2,
+            train_ds, validation_data=val_ds, initial_epoch=start, epochs=e1 + e2,
             steps_per_epoch=cfg.steps_per_epoch, validation_steps=cfg.validation_steps, callbacks=callbacks,
             verbose=2, shuffle=False,
         )  # fmt: skip
@@ -279,6 +283,41 @@ def _logging_callbacks(out: Path, best: _BestBody, guard: _NanGuard) -> list:
         _CsvHistory(out / HISTORY),
         keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard"), write_graph=False, profile_batch=0),
     ]
+
+
+def _restore(detector, folder: Path, default_epoch: int, strategy, history_csv: Path) -> int:
+    """Load a stage's backup (weights and optimizer state) if there is one; returns the epoch to continue from.
+    History rows from that epoch on are dropped: those epochs run again and log again."""
+    meta, weights = folder / "epoch.json", folder / "latest.weights.h5"
+    epoch = default_epoch
+    if meta.exists() and weights.exists():
+        try:
+            epoch = int(json.loads(meta.read_text())["epoch"])
+            with strategy.scope():
+                detector.optimizer.build(detector.trainable_variables)
+            detector.load_weights(str(weights))
+            print(f"resuming at epoch {epoch + 1} from the backup in {folder}", file=sys.stderr)
+        except (OSError, ValueError, KeyError) as err:
+            print(f"warning: the backup in {folder} is unreadable ({err}); the stage starts again", file=sys.stderr)
+            shutil.rmtree(folder, ignore_errors=True)
+            epoch = default_epoch
+    _drop_history_from(history_csv, epoch)
+    return epoch
+
+
+def _drop_history_from(history_csv: Path, epoch: int) -> None:
+    import csv
+
+    if not history_csv.exists():
+        return
+    with open(history_csv, newline="") as fh:
+        rows = list(csv.reader(fh))
+    keep = [rows[0], *(r for r in rows[1:] if r and int(r[0]) < epoch)] if rows else []
+    if len(keep) != len(rows):
+        tmp = history_csv.with_name(history_csv.name + ".part")
+        with open(tmp, "w", newline="") as fh:
+            csv.writer(fh).writerows(keep)
+        os.replace(tmp, history_csv)
 
 
 def _best_so_far(history_csv: Path) -> float:
@@ -370,3 +409,18 @@ class _CsvHistory(_callback_base()):  # type: ignore[misc]
             self.path.write_text(",".join(fields) + "\n")
         with open(self.path, "a", newline="") as fh:
             csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore").writerow(row)
+
+
+class _Backup(_callback_base()):  # type: ignore[misc]
+    """The resume point: weights with optimizer state, then the finished epoch count, each atomically."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = folder
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        _save_atomic(self.model, self.folder / "latest.weights.h5")
+        tmp = self.folder / "epoch.json.part"
+        tmp.write_text(json.dumps({"epoch": epoch + 1}))
+        os.replace(tmp, self.folder / "epoch.json")

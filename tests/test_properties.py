@@ -1,0 +1,246 @@
+"""The fast paths against the code they replace, on random input (hypothesis, bounded examples).
+
+* ``annotation_xml`` writes VOC text directly; it must give lxml's bytes (``_annotation_xml_lxml``) or, where it
+  cannot, fall back to lxml and fail exactly as lxml fails.
+* ``read_voc`` reads our own layout with regular expressions and other files with one pass over an lxml tree; both
+  must give what the ElementPath reader (``_read_voc_reference``) gives, errors included.
+* ``iter_matching_lines`` scans memory-mapped windows with one regex; it must yield what a line-by-line search does,
+  and ``scan_boxes`` must keep every matching row once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+
+import pytest
+from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import strategies as st
+
+from oidyolo.data.boxes import iter_matching_lines, scan_boxes
+from oidyolo.data.download import Entry
+from oidyolo.data.voc import (
+    _NOT_PLAIN,
+    _annotation_xml_lxml,
+    _annotation_xml_text,
+    _read_voc_canonical,
+    _read_voc_reference,
+    annotation_xml,
+    read_voc,
+)
+
+EXAMPLES = int(os.environ.get("OIDYOLO_EXAMPLES", 300))  # per property; raise it for a deeper one-off run
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+# -- VOC writer ------------------------------------------------------------------------------------------------------
+
+HOSTILE = [
+    "&", "<", ">", '"', "'", "&amp;", "&lt;", "]]>", "<!--", "\r", "\r\n", "\n", "\t", " ", "",
+    'Kitchen & dining <room> "table"', "é", "中文", "🍎", "\x7f", "\x85", "\u2028", "\x00", "\x01", "\x0b", "\ud800",
+    "\udfff", "\ufffe", "\uffff", "\ue000", "\U0010ffff",
+]  # fmt: skip
+XML_SAFE = [t for t in HOSTILE if not _NOT_PLAIN.search(t)]  # what XML can hold: markup characters, CR, unicode
+
+
+def text_strategy(hostile: list[str], alphabet: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.text(alphabet, max_size=12),
+        st.sampled_from(hostile),
+        st.lists(st.one_of(st.sampled_from(hostile), st.text(alphabet, max_size=4)), max_size=4).map("".join),
+    )
+
+
+texts = text_strategy(HOSTILE, st.characters())  # anything, control characters too: lxml must refuse those
+xml_texts = text_strategy(XML_SAFE, st.characters(exclude_categories=("Cs", "Cc"), exclude_characters="\ufffe\uffff"))
+plain_texts = st.text(st.characters(exclude_categories=("Cs", "Cc"), exclude_characters="&<>\ufffe\uffff"), max_size=12)
+unit = st.one_of(st.floats(0, 1), st.sampled_from([0.0, 1.0, 0.5, 1e-7, 0.9999999]))
+attribute = st.sampled_from([-1, 0, 1])
+
+
+@st.composite
+def voc_rows(draw, texts=texts):
+    x1, x2 = sorted((draw(unit), draw(unit)))
+    y1, y2 = sorted((draw(unit), draw(unit)))
+    return {
+        "Class": draw(texts),
+        "IsTruncated": draw(attribute),
+        "IsOccluded": draw(attribute),
+        "Difficult": draw(st.booleans()),
+        "XMin": x1, "XMax": x2, "YMin": y1, "YMax": y2,
+        "LabelName": draw(st.one_of(st.sampled_from(["/m/014j1m", "/m/0cyhj_"]), texts)),
+        "Source": draw(st.one_of(st.sampled_from(["xclick", "activemil"]), texts)),
+        "Confidence": draw(st.one_of(st.just(1.0), st.floats(allow_nan=True, allow_infinity=True))),
+        "IsGroupOf": draw(attribute), "IsDepiction": draw(attribute), "IsInside": draw(attribute),
+    }  # fmt: skip
+
+
+@st.composite
+def voc_inputs(draw, texts=texts):
+    entry = Entry(
+        image_id=draw(st.one_of(st.just("000002b66c9c498e"), texts)),
+        path=draw(st.one_of(st.just("data/images/train/000002b66c9c498e.jpg"), texts)),
+        width=draw(st.integers(1, 5000)),
+        height=draw(st.integers(1, 5000)),
+        status="ok",
+    )
+    rows = draw(st.lists(voc_rows(texts), max_size=4))
+    return entry, rows, draw(st.one_of(st.just("train"), texts)), draw(st.one_of(st.just("Open Images v6"), texts))
+
+
+def outcome(fn, *args, **kwargs):
+    """(result, None) or (None, (exception type, message))."""
+    try:
+        return fn(*args, **kwargs), None
+    except Exception as err:
+        return None, (type(err), str(err))
+
+
+@SETTINGS
+@given(st.one_of(voc_inputs(texts), voc_inputs(xml_texts)))
+@example(
+    (Entry("a&b", 'x<y>"z".jpg', 10, 10, "ok"), [], "tr\rain", "d]]>b")
+)  # markup characters and a CR in every field
+def test_text_voc_writer_gives_lxmls_bytes_or_lxmls_error(args):
+    entry, rows, split, database = args
+    fast, fast_err = outcome(annotation_xml, entry, rows, split=split, database=database)
+    ref, ref_err = outcome(_annotation_xml_lxml, entry, rows, split=split, database=database)
+    assert (fast, fast_err) == (ref, ref_err)
+    text, _ = outcome(_annotation_xml_text, entry, rows, split=split, database=database)
+    event("text path" if text is not None else "handed to lxml")
+    if text is not None:  # the text path itself, whenever it does not hand over to lxml
+        assert text == ref
+
+
+# -- VOC reader ------------------------------------------------------------------------------------------------------
+
+EDITS = [
+    "", " 12 ", "12.7", "-3", "1e3", "nan", "inf", "-inf", "１２", "abc", "&amp;", "&#60;", "<![CDATA[7]]>",
+    "<!-- c -->", "<x/>", "</name>", "\r\n", "\t1\t", "]]>",
+]  # fmt: skip
+
+
+@st.composite
+def voc_files(draw):
+    entry, rows, split, database = draw(st.one_of(voc_inputs(plain_texts), voc_inputs(xml_texts)))
+    xml = _annotation_xml_lxml(entry, rows, split=split, database=database).decode()
+    lines = xml.split("\n")
+    for _ in range(
+        draw(st.sampled_from([0, 0, 1, 2, 3]))
+    ):  # then damage it a little: another writer, an edit by hand, a bug
+        i = draw(st.integers(0, len(lines) - 1))
+        how = draw(st.sampled_from(["text", "drop", "dup", "blank", "bom"]))
+        if how == "text" and "</" in lines[i] and ">" in lines[i]:
+            head, _, rest = lines[i].partition(">")
+            _, _, tail = rest.rpartition("</")
+            lines[i] = f"{head}>{draw(st.sampled_from(EDITS))}</{tail}"
+        elif how == "drop":
+            del lines[i]
+        elif how == "dup":
+            lines.insert(i, lines[i])
+        elif how == "blank":
+            lines.insert(i, draw(st.sampled_from(["", "  ", "<!-- x -->", "<?pi x?>"])))
+        elif how == "bom" and i == 0:
+            lines[0] = "\ufeff" + lines[0]
+    return "\n".join(lines).encode("utf-8", "surrogatepass")
+
+
+@SETTINGS
+@given(voc_files())
+def test_fast_voc_reader_reads_what_the_reference_reader_reads(tmp_path, data):
+    path = tmp_path / "a.xml"
+    path.write_bytes(data)
+    event("regex reader" if _read_voc_canonical(path) is not None else "tree reader")
+    assert outcome(read_voc, path) == outcome(_read_voc_reference, path)
+
+
+@pytest.mark.parametrize("coordinate", ["inf", "-inf", "1e999", "nan"])
+def test_an_unreadable_coordinate_is_a_format_error_not_a_crash(tmp_path, coordinate):
+    from oidyolo.errors import DataFormatError
+
+    xml = _annotation_xml_lxml(
+        Entry("000002b66c9c498e", "p.jpg", 10, 10, "ok"),
+        [{"Class": "Apple", "IsTruncated": 0, "IsOccluded": 0, "Difficult": False, "XMin": 0.1, "XMax": 0.5,
+          "YMin": 0.1, "YMax": 0.5, "LabelName": "/m/014j1m", "Source": "x", "Confidence": 1.0, "IsGroupOf": 0,
+          "IsDepiction": 0, "IsInside": 0}],
+        split="train", database="x",
+    ).replace(b"<xmin>1</xmin>", f"<xmin>{coordinate}</xmin>".encode())  # fmt: skip
+    (tmp_path / "a.xml").write_bytes(xml)
+    with pytest.raises(DataFormatError, match="not a valid Pascal VOC annotation"):
+        read_voc(tmp_path / "a.xml")
+
+
+# -- the CSV scan ----------------------------------------------------------------------------------------------------
+
+# MIDs that are prefixes of each other, share prefixes, or hold regex metacharacters; some rows carry a MID in
+# another column too.
+MIDS = ["/m/0", "/m/01", "/m/012", "/m/0123", "/m/1", "/g/01", "01", "/m/0.", "/m/0+", "/m/(x)"]
+TOKENS = [*MIDS, "", "0", "1", "-1", "xclick", "/m/", "m/01", "/m/01 ", " /m/01", "/M/01"]
+WINDOWS = [1, 100, 4096, 4097, 8192, 64 << 20]
+
+
+@st.composite
+def csv_files(draw):
+    """A bbox CSV: LabelName anywhere (first or last takes the line-by-line path), up to 160 rows of MIDs and
+    near-MIDs in every text column, duplicate and empty lines, LF or CRLF, with or without a final newline."""
+    ncols = draw(st.integers(0, 3))
+    columns = ["ImageID", "XMin", "XMax", "YMin", "YMax", "Pad", *[f"C{i}" for i in range(ncols)]]
+    li = draw(st.integers(0, len(columns)))
+    columns.insert(li, "LabelName")
+    rng = random.Random(draw(st.integers(0, 2**32)))  # row contents: fast to make, the shape is what shrinks
+    rows = []
+    for _ in range(draw(st.integers(0, 160))):
+        values = {"ImageID": f"{len(rows):016x}", "XMin": "0.1", "XMax": "0.5", "YMin": "0.2", "YMax": "0.6"}
+        values["Pad"] = "x" * rng.randrange(80)  # long lines: many straddle a window edge
+        row = ",".join(values[c] if c in values else rng.choice(TOKENS) for c in columns)
+        rows.append(row)
+        if rng.randrange(20) == 0:
+            rows.append(row)  # a duplicate row, which must stay two rows
+        if rng.randrange(30) == 0:
+            rows.append("")  # an empty line
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    text = newline.join([",".join(columns), *rows]) + (newline if draw(st.booleans()) else "")
+    mids = draw(st.lists(st.sampled_from(MIDS), min_size=1, max_size=4))
+    return text.encode(), mids, li, len(columns), draw(st.sampled_from(WINDOWS))
+
+
+def reference_lines(data: bytes, mids: list[str], li: int, ncols: int) -> list[bytes]:
+    """Line by line: the fast path yields each line holding a ``,MID,``; with LabelName first or last, each line
+    whose LabelName field is a MID (the layout where ``,MID,`` cannot find it)."""
+    out = []
+    for line in data.split(b"\n")[1:]:
+        line = line.rstrip(b"\r")
+        if li in (0, ncols - 1):
+            fields = line.split(b",")
+            hit = len(fields) > li and fields[li].decode() in mids
+        else:
+            hit = any(b"," + m.encode() + b"," in line for m in mids)
+        if hit:
+            out.append(line)
+    return out
+
+
+@SETTINGS
+@given(csv_files())
+@example((b"ImageID,XMin,XMax,YMin,YMax,C0,LabelName,C2\n0,1,1,1,1,/m/01,/m/01,/m/01", ["/m/01"], 6, 8, 4096))
+def test_scan_finds_exactly_the_lines_a_line_by_line_search_finds(tmp_path, args):
+    data, mids, li, ncols, window = args
+    path = tmp_path / "b.csv"
+    path.write_bytes(data)
+    assert list(iter_matching_lines(path, mids, window=window)) == reference_lines(data, mids, li, ncols)
+
+
+@SETTINGS
+@given(csv_files())
+def test_scan_keeps_each_row_of_the_requested_classes_once(tmp_path, args):
+    data, mids, _, _, window = args
+    path = tmp_path / "b.csv"
+    path.write_bytes(data)
+    table, bad = scan_boxes(path, mids, window=window)
+    rows = list(csv.DictReader(io.StringIO(data.decode().replace("\r\n", "\n"))))
+    wanted = [r for r in rows if r["LabelName"] in mids and r["ImageID"]]
+    # every row of a requested class, once: a row repeated in the file is reported as a duplicate, nothing else is
+    assert sorted(table["ImageID"].to_pylist()) == sorted({r["ImageID"] for r in wanted})
+    duplicates = len(wanted) - len({r["ImageID"] for r in wanted})
+    assert bad.counts.get("duplicate rows", 0) == duplicates
