@@ -193,17 +193,24 @@ def _file_handler(root: Path, faults: Faults) -> type[http.server.BaseHTTPReques
 
 
 @contextmanager
-def http_server(root: Path, faults: Faults | None = None) -> Iterator[tuple[str, Faults]]:
-    """Serve ``root`` at ``http://127.0.0.1:PORT``; yields (base URL, faults)."""
-    faults = faults or Faults()
-    server = _QuietServer(("127.0.0.1", 0), _file_handler(root, faults))
+def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Run ``handler`` on 127.0.0.1 (a free port) in a thread; yields the base URL, stops on exit."""
+    server = _QuietServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", faults
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def http_server(root: Path, faults: Faults | None = None) -> Iterator[tuple[str, Faults]]:
+    """Serve ``root`` at ``http://127.0.0.1:PORT``; yields (base URL, faults)."""
+    faults = faults or Faults()
+    with _serving(_file_handler(root, faults)) as url:
+        yield url, faults
 
 
 @contextmanager
@@ -285,11 +292,5 @@ def s3_proxy(upstream: str, faults: Faults | None = None) -> Iterator[tuple[str,
     says otherwise: ``slowdown_first`` SlowDown answers per object, then per-path ``actions``. Yields (endpoint,
     faults); the requests it saw are in ``faults.requests`` with paths ``/bucket/key``."""
     faults = faults or Faults()
-    server = _QuietServer(("127.0.0.1", 0), _proxy_handler(upstream, faults))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", faults
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(_proxy_handler(upstream, faults)) as url:
+        yield url, faults
