@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oidyolo.data.imagecheck import header_size
 from oidyolo.data.yolo_format import AnnotationLine, read_annotations
 from oidyolo.errors import ConfigError, DataFormatError
 
@@ -150,17 +151,8 @@ def box_sizes_for_input(
     return np.concatenate(out) if out else np.zeros((0, 2))
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """``(w, h)`` from the image header (no decode, no EXIF rotation: boxes refer to the stored pixels)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except FileNotFoundError:
-        raise DataFormatError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataFormatError(f"image {path} is not a readable image: {e}") from None
+# ``(w, h)`` from the image header: no decode, no EXIF rotation (boxes refer to the stored pixels).
+image_size = header_size
 
 
 def resolve_image_path(path: str, image_root: str | Path | None) -> str:

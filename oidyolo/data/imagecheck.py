@@ -61,6 +61,8 @@ def header_size(path: str | Path) -> tuple[int, int]:
     try:
         with Image.open(path) as img:
             return img.size
+    except FileNotFoundError:
+        raise DataFormatError(f"image {path} does not exist") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise DataFormatError(f"{path}: unreadable image header ({err})") from None
 

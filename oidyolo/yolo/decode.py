@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from oidyolo.errors import ConfigError
+from oidyolo.yolo.augment import letterbox_size
 from oidyolo.yolo.head import ANCHORS_PER_OUTPUT
 
 # exp() overflows float32 above ~88; no real box is e^10 anchors wide, so clip before exp where only values are used.
@@ -106,11 +107,7 @@ def letterbox_geometry(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> 
     in_h, in_w = (int(v) for v in input_hw)
     if h <= 0 or w <= 0:
         raise ConfigError(f"image size must be positive, got {h}x{w} (h x w)")
-    if in_w * h <= in_h * w:  # width-bound
-        new_w, new_h = in_w, max(1, h * in_w // w)
-    else:
-        new_w, new_h = max(1, w * in_h // h), in_h
-    return new_w, new_h, (in_w - new_w) // 2, (in_h - new_h) // 2
+    return letterbox_size((h, w), (in_h, in_w))  # the pipeline's own rule, so the two can never disagree
 
 
 def _letterbox_affine(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from oidyolo.data.imagecheck import MAX_PIXELS
+from oidyolo.data.imagecheck import MAX_PIXELS, header_size
 from oidyolo.errors import DataFormatError
 from oidyolo.yolo.anchor_masks import masks_for
 from oidyolo.yolo.augment import letterbox_tf
@@ -67,15 +67,10 @@ def image_files(target: str | Path) -> list[str]:
 
 
 def _check_readable(paths: Sequence[str]) -> None:
-    from PIL import Image
-
     for p in paths:
-        try:
-            with Image.open(p) as im:
-                if im.width * im.height > MAX_PIXELS:
-                    raise DataFormatError(f"{p}: {im.width}x{im.height} exceeds the {MAX_PIXELS:,}-pixel limit")
-        except (OSError, SyntaxError) as err:
-            raise DataFormatError(f"{p}: not a readable image ({err})") from None
+        width, height = header_size(p)
+        if width * height > MAX_PIXELS:
+            raise DataFormatError(f"{p}: {width}x{height} exceeds the {MAX_PIXELS:,}-pixel limit")
 
 
 def detect(
