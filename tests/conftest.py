@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,6 +16,8 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/servers.py
 # Real Open Images rows (copies of ../shared/openimages-metadata; see fixtures/openimages/README.md).
 OI_FIXTURES = Path(__file__).parent / "fixtures" / "openimages"
 SHARED = ROOT.parent / "shared" / "openimages-metadata"
+# Workflow configurations as files a user can also run (see configs/README.md).
+CONFIGS = Path(__file__).parent / "configs"
 
 V6_COLUMNS = (
     "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside,"
@@ -44,3 +49,50 @@ def write_csv(path: Path, header: str, rows: list[str], *, newline: str = "\n") 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes((newline.join([header, *rows]) + newline).encode())
     return path
+
+
+def merge(base: dict, overlay: dict) -> dict:
+    """``overlay`` over ``base`` the way Snakemake merges several ``--configfile``s: nested mappings key by key."""
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def test_config(*names: str, **edits: object) -> dict:
+    """``configs/demo.yaml`` with the named overlays (``configs/NAME.yaml``) and then ``edits`` merged over it."""
+    config = yaml.safe_load((CONFIGS / "demo.yaml").read_text())
+    for name in names:
+        config = merge(config, yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()))
+    return merge(config, edits)
+
+
+test_config.__test__ = False  # a helper, not a test
+
+
+class Tmpfs:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def resize(self, size: str) -> None:
+        """Free space (or take it away) without touching the files."""
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(self.path)], check=True, capture_output=True)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(size)`` mounts a fresh tmpfs of that size under ``tmp_path``; all are unmounted afterwards."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Tmpfs:
+        path = tmp_path / f"tmpfs{len(mounted)}"
+        path.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.decode().strip() or proc.returncode}); needs root")
+        mounted.append(path)
+        return Tmpfs(path)
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

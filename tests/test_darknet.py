@@ -11,10 +11,11 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 keras = pytest.importorskip("keras")
 
+from helpers import write_darknet_weights  # noqa: E402
+
 from oidyolo.errors import ConfigError, DataFormatError  # noqa: E402
 from oidyolo.yolo.anchor_masks import masks_for  # noqa: E402
 from oidyolo.yolo.darknet import (  # noqa: E402
-    DarknetSpec,
     convert_darknet,
     describe_cfg,
     inspect_weights_file,
@@ -37,28 +38,6 @@ def _small_cfg(src: Path, dst: Path, size: int) -> Path:
     assert n == 2
     dst.write_text(text)
     return dst
-
-
-def _write_weights(spec: DarknetSpec, path: Path, *, gain: float, seed: int = 0, extra_floats: int = 0) -> None:
-    """Synthetic darknet weights: 20-byte v0.2 header, then per conv BN (beta, gamma, mean, var) or bias, kernel.
-
-    Kernels ~ N(0, gain / sqrt(fan_in)) keep activations O(1..10) through the net, so the outputs depend on the
-    image far above float32 noise; BN variances are positive and well away from 0.
-    """
-    rng = np.random.default_rng(seed)
-    with path.open("wb") as f:
-        f.write(np.array([0, 2, 0], "<i4").tobytes() + np.array([32013], "<i8").tobytes())
-        for c in spec.convs:
-            if c.batch_norm:
-                f.write(rng.normal(0, 0.1, c.filters).astype("<f4").tobytes())  # beta
-                f.write(rng.uniform(0.5, 1.5, c.filters).astype("<f4").tobytes())  # gamma
-                f.write(rng.normal(0, 0.1, c.filters).astype("<f4").tobytes())  # rolling mean
-                f.write(rng.uniform(0.5, 1.5, c.filters).astype("<f4").tobytes())  # rolling variance
-            else:
-                f.write(rng.normal(0, 0.1, c.filters).astype("<f4").tobytes())  # bias
-            fan_in = c.in_channels * c.size**2
-            f.write(rng.normal(0, gain / np.sqrt(fan_in), c.filters * fan_in).astype("<f4").tobytes())
-        f.write(np.zeros(extra_floats, "<f4").tobytes())
 
 
 def test_cfg_float_counts_match_the_keras_models() -> None:
@@ -98,7 +77,7 @@ def test_converter_matches_opencv(tmp_path: Path, cfg: Path, variant: str, size:
     small = _small_cfg(cfg, tmp_path / cfg.name, size)
     spec = describe_cfg(small)
     weights = tmp_path / "synthetic.weights"
-    _write_weights(spec, weights, gain=gain)
+    write_darknet_weights(spec, weights, gain=gain)
 
     rng = np.random.default_rng(1)
     image = rng.uniform(0, 1, (1, size, size, 3)).astype(np.float32)
@@ -126,7 +105,7 @@ def test_converter_matches_opencv(tmp_path: Path, cfg: Path, variant: str, size:
 
 def _tiny_weights(tmp_path: Path, **kwargs: int) -> Path:
     weights = tmp_path / "tiny.weights"
-    _write_weights(describe_cfg(TINY_CFG), weights, gain=1.0, **kwargs)
+    write_darknet_weights(describe_cfg(TINY_CFG), weights, gain=1.0, **kwargs)
     return weights
 
 
@@ -158,7 +137,7 @@ def test_a_cfg_that_is_not_yolov3_is_refused(tmp_path: Path) -> None:
     other.write_text(text)
     spec = describe_cfg(other)
     weights = tmp_path / "other.weights"
-    _write_weights(spec, weights, gain=1.0)
+    write_darknet_weights(spec, weights, gain=1.0)
     with pytest.raises(DataFormatError, match="conv_10"):
         convert_darknet(other, weights, tmp_path / "out.weights.h5")
     bad = tmp_path / "bad.cfg"

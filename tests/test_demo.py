@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from oidyolo import atomic
 from oidyolo.data import demo
 from oidyolo.data.demo import (
     BOX_COLUMNS,
@@ -328,7 +329,7 @@ def test_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Mo
     def fail(src: object, dst: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(demo.os, "replace", fail)
+    monkeypatch.setattr(atomic.os, "replace", fail)
     with pytest.raises(KeyboardInterrupt):
         generate_demo(tmp_path / "out", DemoSpec(images={"train": 1}, missing={}))
     assert all_files(tmp_path) == set()

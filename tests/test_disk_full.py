@@ -35,34 +35,6 @@ PAYLOAD = random.Random(3).randbytes(1 << 20) + b"tail"
 MD5 = hashlib.md5(PAYLOAD).hexdigest()
 
 
-class Tmpfs:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def resize(self, size: str) -> None:
-        """Free space (or take it away) without touching the files."""
-        subprocess.run(["mount", "-o", f"remount,size={size}", str(self.path)], check=True, capture_output=True)
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    """``tmpfs(size)`` mounts a fresh tmpfs of that size under ``tmp_path``; all are unmounted afterwards."""
-    mounted: list[Path] = []
-
-    def mount(size: str) -> Tmpfs:
-        path = tmp_path / f"tmpfs{len(mounted)}"
-        path.mkdir()
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-        if proc.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.decode().strip() or proc.returncode}); needs root")
-        mounted.append(path)
-        return Tmpfs(path)
-
-    yield mount
-    for path in reversed(mounted):
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
 def noisy_jpeg(path: Path, seed: int) -> None:
     """About 20 KB: noise does not compress, so a few fill a small tmpfs."""
     pixels = np.random.default_rng(seed).integers(0, 255, (96, 128, 3), dtype=np.uint8)

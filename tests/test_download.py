@@ -111,7 +111,7 @@ def test_manifest_round_trip_and_missing_fraction(bucket, tmp_path):
 
 
 def test_stale_temporary_files_of_dead_processes_are_removed(tmp_path):
-    from oidyolo.data.download import _HOST
+    from oidyolo.atomic import HOST as _HOST
 
     folder = tmp_path / "train"
     folder.mkdir()

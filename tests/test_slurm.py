@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
-from test_workflow import BASE
+from conftest import ROOT, test_config
 
+BASE = test_config()  # tests/configs/demo.yaml, as the local workflow test runs it
 CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
 PROFILE = ROOT / "profiles" / "slurm"
 LOCAL_RULES = {"demo_source", "fetch_catalog", "fetch_boxes", "download_images"}  # `localrules:` in rules/

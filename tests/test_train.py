@@ -207,13 +207,13 @@ def test_darknet_start_is_converted_and_loaded_except_the_class_heads(data, tmp_
     """The pretrained path end to end: `convert-darknet` on a (synthetic) yolov3-tiny.weights, then training from
     it with stage 1 frozen. Real weights cannot be downloaded here; the converter itself is checked against
     OpenCV in test_darknet.py."""
-    from test_darknet import _write_weights
+    from helpers import write_darknet_weights
 
     from oidyolo.yolo.darknet import describe_cfg, shipped_cfg
     from oidyolo.yolo.train import TrainConfig, train
 
     weights = tmp_path / "yolov3-tiny.weights"
-    _write_weights(describe_cfg(shipped_cfg("tiny")), weights, gain=1.0)
+    write_darknet_weights(describe_cfg(shipped_cfg("tiny")), weights, gain=1.0)
     converted = tmp_path / "start.weights.h5"
     proc = subprocess.run(
         [sys.executable, "-m", "oidyolo", "convert-darknet", str(weights), "--variant", "tiny",
@@ -236,12 +236,12 @@ def test_darknet_start_is_converted_and_loaded_except_the_class_heads(data, tmp_
 
 
 def test_a_weights_file_of_the_wrong_size_is_refused_with_both_counts(tmp_path):
-    from test_darknet import _write_weights
+    from helpers import write_darknet_weights
 
     from oidyolo.yolo.darknet import describe_cfg, shipped_cfg
 
     weights = tmp_path / "yolov3-tiny.weights"
-    _write_weights(describe_cfg(shipped_cfg("tiny")), weights, gain=1.0, extra_floats=7)
+    write_darknet_weights(describe_cfg(shipped_cfg("tiny")), weights, gain=1.0, extra_floats=7)
     proc = subprocess.run(
         [sys.executable, "-m", "oidyolo", "convert-darknet", str(weights), "--variant", "tiny", "--out",
          str(tmp_path / "x.weights.h5")],

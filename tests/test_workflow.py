@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, test_config
 
 from oidyolo.data.download import read_manifest
 from oidyolo.data.voc import read_voc
@@ -21,13 +21,7 @@ from oidyolo.data.yolo_format import read_annotations, read_classes
 
 pytestmark = pytest.mark.slow
 
-BASE = {
-    "classes": ["Apple", "Orange", "Banana", "coffee CUP"],  # a name with a space, in odd case
-    "demo": {"train_images": 40, "validation_images": 12},
-    "download": {"max_missing_fraction": 0.25, "workers": 8},
-    # the smallest training that runs the real code path: tiny, 64 px, one epoch per stage
-    "train": {"variant": "tiny", "input_size": 64, "epochs": [1, 1], "batch_size": [8, 8]},
-}
+BASE = test_config()
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -101,21 +95,25 @@ def test_voc_files_hold_every_selected_class_of_an_image(run):
 
 
 def test_names_with_spaces_ampersands_and_dashes_become_safe_paths(tmp_path):
-    config = {**BASE, "classes": ["Kitchen & dining room table", "band-aid", "Polar bear"]}
-    jobs = planned(tmp_path, config)
+    jobs = planned(tmp_path, test_config("special_names"))
     outputs = {o for rule, o in jobs if rule == "select_class"}
     assert "results/select/train/Kitchen_and_dining_room_table.csv" in outputs
     assert {"results/select/validation/Band_aid.csv", "results/select/train/Polar_bear.csv"} <= outputs
 
 
 def test_hierarchy_expansion_takes_subclass_boxes(tmp_path):
-    config = {**BASE, "classes": ["Fruit"], "expand_hierarchy": True}
-    snakemake(tmp_path, "results/select/train/Fruit.csv", config=config)
+    snakemake(tmp_path, "results/select/train/Fruit.csv", config=test_config("hierarchy"))
     import pyarrow.csv as pacsv
 
     table = pacsv.read_csv(tmp_path / "results/select/train/Fruit.csv")
     assert set(table["Class"].to_pylist()) == {"Fruit"}
     assert {"/m/014j1m", "/m/0cyhj_", "/m/09qck"} <= set(table["LabelName"].to_pylist())  # Apple, Orange, Banana
+
+
+def test_val_fraction_takes_validation_from_the_train_split(tmp_path):
+    jobs = planned(tmp_path, test_config("val_fraction"))
+    splits = {o.split("/")[2] for rule, o in jobs if rule in ("select_class", "download_images", "voc")}
+    assert splits == {"train"} and ("yolo_annotations", "results/yolo/train.txt") in jobs
 
 
 def test_second_run_has_nothing_to_do(run):
@@ -146,7 +144,7 @@ def test_selection_edits_rerun_selection_onwards_without_rescanning(run, edit):
 
 
 def test_training_edits_rerun_training_and_what_follows_only(run):
-    jobs = {rule for rule, _ in planned(run, {**BASE, "train": {**BASE["train"], "epochs": [1, 2]}})}
+    jobs = {rule for rule, _ in planned(run, test_config(train={"epochs": [1, 2]}))}
     assert jobs == {"train", "evaluate", "training_report", "all"}
 
 
@@ -178,7 +176,7 @@ def test_report_renders_in_a_headless_browser(run, tmp_path):
 
 
 def test_download_settings_rerun_downloads_not_selection(run):
-    rules = {rule for rule, _ in planned(run, {**BASE, "download": {**BASE["download"], "workers": 4}})}
+    rules = {rule for rule, _ in planned(run, test_config(download={"workers": 4}))}
     assert "download_images" in rules and "select_class" not in rules
 
 

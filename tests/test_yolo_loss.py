@@ -7,37 +7,10 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
+from helpers import ANCHORS, C, encode  # noqa: E402
+
 from oidyolo.yolo.anchor_masks import masks_for  # noqa: E402
 from oidyolo.yolo.loss import LOSS_COMPONENTS, yolo_loss  # noqa: E402
-
-ANCHORS = {
-    "full": np.array(
-        [[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [59, 119], [116, 90], [156, 198], [373, 326]], np.float32
-    ),
-    "tiny": np.array([[10, 14], [23, 27], [37, 58], [81, 82], [135, 169], [344, 319]], np.float32),
-}
-C = 3
-
-
-def encode(boxes: np.ndarray, variant: str, size: tuple[int, int]) -> dict[str, np.ndarray]:
-    """Minimal target encoder per the pipeline contract, for a batch ``(B, M, 5)`` of x1y1x2y2 + class boxes."""
-    h, w = size
-    anchors, masks = ANCHORS[variant], masks_for(variant)
-    strides = [32, 16, 8][: len(masks)]
-    grids = [np.zeros((len(boxes), h // s, w // s, 3, 5 + C), np.float32) for s in strides]
-    for b, image_boxes in enumerate(boxes):
-        for x1, y1, x2, y2, cls in image_boxes:
-            bw, bh = x2 - x1, y2 - y1
-            if bw <= 0 or bh <= 0:
-                continue
-            inter = np.minimum(bw, anchors[:, 0]) * np.minimum(bh, anchors[:, 1])
-            best = int(np.argmax(inter / (bw * bh + anchors.prod(1) - inter)))
-            layer = next(i for i, m in enumerate(masks) if best in m)
-            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-            g = grids[layer]
-            col, row = int(cx / w * g.shape[2]), int(cy / h * g.shape[1])
-            g[b, row, col, masks[layer].index(best)] = [cx / w, cy / h, bw / w, bh / h, 1, *np.eye(C)[int(cls)]]
-    return {"boxes": boxes.astype(np.float32), **{f"grid_{i}": g for i, g in enumerate(grids)}}
 
 
 def _bce(z: float, x: float) -> float:

@@ -14,7 +14,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from test_yolo_loss import ANCHORS, encode  # noqa: E402
+from helpers import ANCHORS, toy_batch  # noqa: E402
 
 from oidyolo.errors import ConfigError  # noqa: E402
 from oidyolo.yolo.head import FULL_OUTPUT_LAYERS, TINY_OUTPUT_LAYERS  # noqa: E402
@@ -119,19 +119,11 @@ def test_freeze_modes(variant: str, heads: tuple[str, ...], full_body: keras.Mod
         freeze_backbone(body, 3)
 
 
-def _batch(size: int = 96) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, (2, size, size, 3)).astype(np.float32)
-    boxes = np.array([[[10, 10, 40, 50, 0], [50, 20, 90, 90, 2]], [[30, 30, 60, 60, 1], [0, 0, 0, 0, 0]]], np.float32)
-    boxes[..., :4] *= size / 96
-    return x, encode(boxes, "tiny", (size, size))
-
-
 def test_fit_on_one_batch_lowers_the_loss() -> None:
     keras.utils.set_random_seed(0)
     detector = YoloDetector(build_yolov3(3, "tiny"), ANCHORS["tiny"], 3)
     detector.compile(optimizer=keras.optimizers.Adam(1e-3))
-    x, y = _batch()
+    x, y = toy_batch()
     history = detector.fit(tf.data.Dataset.from_tensors((x, y)).repeat(12), epochs=2, verbose=0, shuffle=False).history
     assert {"loss", "xy_loss", "wh_loss", "conf_loss", "class_loss"} <= set(history)
     assert history["loss"][1] < 0.7 * history["loss"][0]
@@ -156,7 +148,7 @@ def test_mixed_float16_step_is_finite() -> None:
         body = build_yolov3(3, "tiny")
         detector = YoloDetector(body, ANCHORS["tiny"], 3)
         detector.compile(optimizer=keras.optimizers.Adam(1e-3))
-        x, y = _batch(64)
+        x, y = toy_batch(64)
         logs = detector.train_on_batch(x, y, return_dict=True)
         assert all(np.isfinite(v) for v in logs.values()) and logs["loss"] > 0
         assert body(x).__getitem__(0).dtype == tf.float16
@@ -173,13 +165,12 @@ MIRRORED = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from test_yolo_loss import ANCHORS
-    from test_yolo_model import _batch
+    from helpers import ANCHORS, toy_batch
     from oidyolo.yolo.darknet import load_pretrained
     from oidyolo.yolo.model import YoloDetector, build_yolov3
 
     keras.utils.set_random_seed(0)
-    x, y = _batch(64)
+    x, y = toy_batch(64)
     data = tf.data.Dataset.from_tensors((x, y)).repeat(2)
     single = YoloDetector(build_yolov3(3, "tiny"), ANCHORS["tiny"], 3)
     single.compile(optimizer="adam")

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import re
-import socket
 import sys
 import threading
-import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +22,7 @@ from pathlib import Path
 
 import fsspec
 
+from oidyolo.atomic import atomic_write, remove_stale_parts, write_bytes_atomic
 from oidyolo.data.boxes import IMAGE_ID
 from oidyolo.data.imagecheck import header_size, looks_complete, verify_jpeg
 from oidyolo.data.sources import DEFAULT_TIMEOUT, Remote, with_retries, with_timeout
@@ -32,7 +30,6 @@ from oidyolo.errors import DataFormatError, DiskFullError, DownloadError, disk_f
 from oidyolo.progress import Progress
 
 MANIFEST_COLUMNS = ("ImageID", "path", "width", "height", "status", "reason")
-_HOST = socket.gethostname().replace(".", "_")
 # A split names a folder of the store and of the source: one plain path component, never "..", "/" or a NUL.
 _SPLIT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -176,72 +173,20 @@ def _ensure(image_id: str, fs, path: str, url: str, folder: Path, config: Downlo
         return Entry(image_id, str(dest), 0, 0, "failed", f"not a file at the source: {err}")
     except DownloadError as err:
         return Entry(image_id, str(dest), 0, 0, "failed", str(err).replace("\t", " ").replace("\n", " "))
-    write_atomic(dest, data)
+    write_bytes_atomic(dest, data)
     return Entry(image_id, str(dest), width, height, "downloaded")
 
 
-def write_atomic(dest: Path, data: bytes) -> None:
-    """Write under a name unique to this host, process and thread, then rename: readers never see a partial file,
-    and two jobs storing the same image cannot clobber each other's temporary file."""
-    tmp = dest.with_name(f".{dest.name}.{_HOST}.{os.getpid()}.{threading.get_ident()}.part")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, dest)
-    except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        if is_disk_full(err):
-            raise disk_full(dest, err) from err  # type: ignore[arg-type]
-        raise
-
-
-def remove_stale_parts(folder: Path, *, max_age_s: float = 86_400) -> int:
-    """Delete temporary files left by killed runs: this host's whose process is gone, or any older than a day."""
-    removed = 0
-    now = time.time()
-    for part in folder.glob(".*.part"):
-        fields = part.name.split(".")
-        host, pid = (fields[-4], fields[-3]) if len(fields) >= 6 else ("", "")
-        stale = False
-        if host == _HOST and pid.isdigit():
-            stale = not _alive(int(pid))
-        try:
-            stale = stale or now - part.stat().st_mtime > max_age_s
-            if stale:
-                part.unlink()
-                removed += 1
-        except FileNotFoundError:
-            pass
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def write_manifest(entries: list[Entry], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    try:
+    def write(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write("\t".join(MANIFEST_COLUMNS) + "\n")
             for e in entries:
                 # "ok", not which job happened to fetch a shared image first: manifests are the same on every run.
                 status = "ok" if e.ok else e.status
                 fh.write(f"{e.image_id}\t{e.path}\t{e.width}\t{e.height}\t{status}\t{e.reason}\n")
-        tmp.replace(path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        if is_disk_full(err):
-            raise disk_full(path, err) from err
-        raise
+
+    atomic_write(path, write)
 
 
 def read_manifest(path: str | Path) -> list[Entry]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +23,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from oidyolo.atomic import atomic_write
 from oidyolo.data.boxes import ATTRIBUTES, BOX_SCHEMA, scan_boxes
-from oidyolo.errors import ConfigError, disk_full, is_disk_full
+from oidyolo.errors import ConfigError
 
 ATTRIBUTE_VALUES = (1, 0, -1)
 SELECT_COLUMNS = ("ImageID", "Class", *BOX_SCHEMA.names[1:])
@@ -135,22 +136,10 @@ def read_selection(path: str | Path) -> pa.Table:
 
 
 def write_csv_atomic(table: pa.Table, path: Path) -> None:
-    _atomic(path, lambda tmp: pacsv.write_csv(table, tmp, write_options=pacsv.WriteOptions(quoting_style="needed")))
+    atomic_write(
+        path, lambda tmp: pacsv.write_csv(table, tmp, write_options=pacsv.WriteOptions(quoting_style="needed"))
+    )
 
 
 def _atomic_parquet(table: pa.Table, path: Path) -> None:
-    _atomic(path, lambda tmp: pq.write_table(table, tmp))
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through ``path.part`` and rename: a kill or a full disk never leaves a partial file at ``path``."""
-    tmp = path.with_name(path.name + ".part")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        write(tmp)
-        tmp.replace(path)
-    except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError) and is_disk_full(err):
-            raise disk_full(path, err) from err
-        raise
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))

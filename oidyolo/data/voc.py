@@ -8,7 +8,6 @@ every Open Images attribute is kept verbatim under ``<openimages>``, so nothing 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sys
@@ -21,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from lxml import etree
 
+from oidyolo.atomic import write_bytes_atomic
 from oidyolo.data.boxes import ATTRIBUTES, BOX_SCHEMA
 from oidyolo.data.download import Entry, read_manifest
 from oidyolo.data.select import Filters, box_passes, normalize_filters
@@ -206,17 +206,7 @@ def write_voc(
             raise DataFormatError(f"image {image_id} is in a manifest but has no boxes of any selected class")
         difficult += sum(r["Difficult"] for r in rows)
         xml = annotation_xml(entry, rows, split=split, database=database)
-        tmp = os.path.join(folder, f".{image_id}.xml.part")
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(xml)
-            os.replace(tmp, os.path.join(folder, f"{image_id}.xml"))
-        except OSError as err:  # never leave a partial file behind; a full disk is the user's to fix, not a bug
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if is_disk_full(err):
-                raise disk_full(os.path.join(folder, f"{image_id}.xml"), err) from err
-            raise
+        write_bytes_atomic(os.path.join(folder, f"{image_id}.xml"), xml)
     print(
         f"voc {split}: {len(entries)} images, {table.num_rows} boxes ({difficult} marked difficult by the filters)",
         file=sys.stderr,

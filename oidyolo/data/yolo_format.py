@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oidyolo.atomic import atomic_write
 from oidyolo.errors import DataFormatError
 
 
@@ -78,12 +79,14 @@ def read_classes(path: str | Path) -> list[str]:
 
 def write_annotations(path: str | Path, lines: Iterable[str]) -> int:
     """Write lines atomically; returns the count."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for line in lines:
-            fh.write(line + "\n")
-            n += 1
-    tmp.replace(path)
+
+    def write(tmp: Path) -> None:
+        nonlocal n
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for line in lines:
+                fh.write(line + "\n")
+                n += 1
+
+    atomic_write(path, write)
     return n

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from oidyolo.data.voc import read_voc
 from oidyolo.data.yolo_format import format_line, write_annotations
-from oidyolo.errors import ConfigError, disk_full, is_disk_full
+from oidyolo.errors import ConfigError
 
 
 @dataclass
@@ -112,13 +112,7 @@ def build_annotations(
         if not lines:
             raise ConfigError(f"the {name} set is empty: no image with boxes of {', '.join(classes)}")
     for path, lines in ((out_train, train_lines), (out_val, val_lines), (out_classes, classes)):
-        try:
-            write_annotations(path, lines)
-        except OSError as err:  # write_annotations writes PATH.part, then renames: drop the partial file
-            Path(path).with_name(Path(path).name + ".part").unlink(missing_ok=True)
-            if is_disk_full(err):
-                raise disk_full(path, err) from err
-            raise
+        write_annotations(path, lines)
     print(train_stats.line("train.txt"), file=sys.stderr)
     print(val_stats.line("val.txt"), file=sys.stderr)
     return train_stats, val_stats
