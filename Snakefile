@@ -2,7 +2,7 @@
 # Configure in config.yaml (validated by schemas/config.schema.yaml); run with `snakemake --cores 8`.
 from snakemake.utils import min_version
 
-min_version("9.0")
+min_version("9.20")
 
 
 configfile: "config.yaml"
