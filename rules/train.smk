@@ -15,7 +15,7 @@ rule anchors:
         "../envs/data.yaml"
     params:
         mode=config["train"]["anchors"],
-        k=9 if config["train"]["variant"] == "full" else 6,
+        variant=config["train"]["variant"],
         input_size=TRAIN["input_size"],
         seed=config["seed"],
     script:

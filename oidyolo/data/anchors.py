@@ -18,31 +18,25 @@ import numpy as np
 from oidyolo.data.imagecheck import header_size
 from oidyolo.data.yolo_format import AnnotationLine, read_annotations
 from oidyolo.errors import ConfigError, DataFormatError
+from oidyolo.variants import VARIANTS, variant_for_anchors
 
-COCO_ANCHORS = np.array(
-    [[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [59, 119], [116, 90], [156, 198], [373, 326]], dtype=np.float32
-)
-COCO_TINY_ANCHORS = np.array([[10, 14], [23, 27], [37, 58], [81, 82], [135, 169], [344, 319]], dtype=np.float32)
-
-# Output order of the model: stride 32 (largest anchors) first.
-FULL_MASKS = ((6, 7, 8), (3, 4, 5), (0, 1, 2))
-TINY_MASKS = ((3, 4, 5), (0, 1, 2))
-FULL_STRIDES = (32, 16, 8)
-TINY_STRIDES = (32, 16)
+# darknet's anchors, from the variants table.
+COCO_ANCHORS = VARIANTS["full"].coco_anchor_array()
+COCO_TINY_ANCHORS = VARIANTS["tiny"].coco_anchor_array()
 
 
 def anchor_masks(num_anchors: int) -> list[list[int]]:
     """Anchor indices per output layer (strides 32, 16[, 8]): 9 anchors = full YOLOv3, 6 = tiny."""
-    if num_anchors == 9:
-        return [list(m) for m in FULL_MASKS]
-    if num_anchors == 6:
-        return [list(m) for m in TINY_MASKS]
-    raise DataFormatError(f"YOLOv3 needs 9 anchors (or 6 for tiny), got {num_anchors}")
+    try:
+        return [list(m) for m in variant_for_anchors(num_anchors).masks]
+    except ConfigError as err:  # here the count comes from an anchors file
+        raise DataFormatError(str(err)) from None
 
 
 def output_strides(num_anchors: int) -> list[int]:
     """Strides of the output layers, in the order of :func:`anchor_masks`."""
-    return list(FULL_STRIDES if len(anchor_masks(num_anchors)) == 3 else TINY_STRIDES)
+    anchor_masks(num_anchors)
+    return list(variant_for_anchors(num_anchors).strides)
 
 
 def wh_iou(wh: np.ndarray, anchors: np.ndarray) -> np.ndarray:

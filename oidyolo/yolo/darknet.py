@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from oidyolo.errors import ConfigError, DataFormatError
-from oidyolo.yolo.anchor_masks import Variant, check_variant
+from oidyolo.variants import VARIANTS, Variant, get_variant
 from oidyolo.yolo.layers import BN_EPSILON
 from oidyolo.yolo.model import build_yolov3, iter_layers
 
@@ -71,14 +71,14 @@ class DarknetSpec:
         return sum(c.float_count for c in self.convs)
 
 
-# pjreddie/darknet's cfgs (verbatim; tests/fixtures/darknet/README.md gives their commits), shipped with the package.
-SHIPPED_CFGS = {"full": "yolov3.cfg", "tiny": "yolov3-tiny.cfg"}
+# pjreddie/darknet's cfgs (verbatim; tests/fixtures/darknet/README.md gives their commits), shipped with the package
+# under the names in the variants table.
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 
 
 def shipped_cfg(variant: str) -> Path:
     """Path of darknet's own cfg for ``variant`` (80 COCO classes), the one that matches its published weights."""
-    path = RESOURCES / SHIPPED_CFGS[check_variant(variant)]
+    path = RESOURCES / get_variant(variant).darknet_cfg
     if not path.is_file():
         raise ConfigError(f"the package lacks {path.name} in {RESOURCES}; pass the darknet .cfg explicitly")
     return path
@@ -306,7 +306,7 @@ def inspect_weights_file(path: str | Path) -> tuple[Variant, int]:
             f.visititems(visit)
     except OSError as e:
         raise DataFormatError(f"cannot read Keras weights {path}: {e}") from None
-    variant: Variant | None = {75: "full", 13: "tiny"}.get(len(kernels))  # type: ignore[assignment]
+    variant: Variant | None = next((v.name for v in VARIANTS.values() if v.darknet_convs == len(kernels)), None)
     if variant is None or len(heads) != 1 or next(iter(heads)) % 3 or next(iter(heads)) // 3 < 6:
         raise DataFormatError(f"{path} is not a YOLOv3 body's .weights.h5 ({len(kernels)} conv kernels)")
     return variant, next(iter(heads)) // 3 - 5

@@ -17,13 +17,12 @@ import numpy as np
 import tensorflow as tf
 
 from oidyolo.errors import ConfigError
-from oidyolo.yolo.anchor_masks import IGNORE_THRESH, Variant, check_variant, masks_for, variant_for_anchors
+from oidyolo.variants import get_variant
+from oidyolo.yolo.anchor_masks import Variant, check_variant, masks_for, variant_for_anchors
 from oidyolo.yolo.backbone import DARKNET53_NAME, TINY_BACKBONE_NAME, darknet53, tiny_darknet
 from oidyolo.yolo.head import FULL_OUTPUT_LAYERS, TINY_OUTPUT_LAYERS, output_filters, tiny_head, yolov3_head
 from oidyolo.yolo.layers import DEFAULT_WEIGHT_DECAY
 from oidyolo.yolo.loss import LOSS_COMPONENTS, yolo_loss
-
-BODY_NAMES = {"full": "yolov3", "tiny": "yolov3_tiny"}
 
 
 def build_yolov3(
@@ -57,7 +56,7 @@ def build_yolov3(
     else:
         features = tiny_darknet(input_shape, weight_decay=weight_decay)(inputs)
         outputs = tiny_head(features, num_classes, weight_decay=weight_decay)
-    return keras.Model(inputs, outputs, name=BODY_NAMES[variant])
+    return keras.Model(inputs, outputs, name=get_variant(variant).body_name)
 
 
 def body_variant(body: keras.Model) -> Variant:
@@ -135,7 +134,7 @@ class YoloDetector(keras.Model):
         self.num_classes = int(num_classes)
         self.variant = variant
         self.masks = masks_for(variant)
-        self.ignore_thresh = float(IGNORE_THRESH[variant] if ignore_thresh is None else ignore_thresh)
+        self.ignore_thresh = float(get_variant(variant).ignore_thresh if ignore_thresh is None else ignore_thresh)
         self.loss_trackers = [keras.metrics.Mean(name=name) for name in LOSS_COMPONENTS]
 
     def call(self, images: tf.Tensor, training: bool | None = None) -> list[tf.Tensor]:

@@ -14,16 +14,12 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from oidyolo.data.anchors import FULL_STRIDES, TINY_STRIDES
 from oidyolo.errors import ConfigError
+from oidyolo.variants import variant_for_outputs
 
 
 def _strides(masks: Sequence[Sequence[int]]) -> tuple[int, ...]:
-    if len(masks) == 3:
-        return FULL_STRIDES
-    if len(masks) == 2:
-        return TINY_STRIDES
-    raise ConfigError(f"expected 3 (full) or 2 (tiny) anchor masks, got {len(masks)}")
+    return variant_for_outputs(len(masks)).strides
 
 
 def grid_shapes(input_shape: tuple[int, int], masks: Sequence[Sequence[int]]) -> list[tuple[int, int]]:

@@ -29,6 +29,7 @@ import numpy as np
 from oidyolo.data.anchors import read_anchors
 from oidyolo.data.yolo_format import read_classes
 from oidyolo.errors import ConfigError, OidyoloError
+from oidyolo.variants import get_variant
 from oidyolo.yolo.augment import AugmentConfig
 from oidyolo.yolo.modelspec import SPEC_NAME, ModelSpec
 
@@ -64,8 +65,7 @@ class TrainConfig:
     cache_images: bool = True
 
     def __post_init__(self) -> None:
-        if self.variant not in ("full", "tiny"):
-            raise ConfigError(f"train.variant must be 'full' or 'tiny', got {self.variant!r}")
+        get_variant(self.variant)
         h, w = self.input_size
         if h <= 0 or w <= 0 or h % 32 or w % 32:
             raise ConfigError(f"train.input_size must be positive multiples of 32, got {self.input_size}")
@@ -161,7 +161,7 @@ def train(
 
     classes = read_classes(inputs.classes_txt)
     anchors = read_anchors(inputs.anchors_txt)
-    expected = 9 if cfg.variant == "full" else 6
+    expected = get_variant(cfg.variant).num_anchors
     if len(anchors) != expected:
         raise ConfigError(f"{inputs.anchors_txt} holds {len(anchors)} anchors; {cfg.variant} YOLOv3 needs {expected}")
     spec = ModelSpec(cfg.variant, tuple(classes), tuple(map(tuple, anchors.tolist())), tuple(cfg.input_size))
