@@ -5,11 +5,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from oidyolo.data.catalog import ClassCatalog
+from oidyolo.data.catalog import ClassCatalog, ceded_line
 from oidyolo.data.select import extract_class
 from oidyolo.runner import logged_step
 
 with logged_step(snakemake.log[0], "extract_class"):
     p = snakemake.params
-    ClassCatalog.from_file(snakemake.input.catalog).mid(p.name)  # the source must know the class too
+    catalog = ClassCatalog.from_file(snakemake.input.catalog)
+    catalog.mid(p.name)  # the source must know the class too
+    if p.ceded:  # overlapping hierarchy requests: each MID goes to the most specific requested class
+        print(ceded_line(p.name, p.ceded, catalog))
     extract_class(snakemake.input.csv, p.mids, snakemake.output[0], strict=p.strict, label=p.name)
