@@ -264,3 +264,11 @@ def test_image_header_reads_what_pil_reads(tmp_path):
     (tmp_path / "t.jpg").write_bytes((tmp_path / "rgb.jpg").read_bytes()[:30])
     with pytest.raises(DataFormatError, match="unreadable image header"):
         image_header(tmp_path / "t.jpg")
+
+
+def test_a_class_without_training_boxes_is_an_error_before_training(built):
+    tmp, voc, _ = built
+    out = {"out_train": tmp / "t.txt", "out_val": tmp / "v.txt", "out_classes": tmp / "c.txt"}
+    with pytest.raises(ConfigError, match=r"no training boxes of 'Polar bear' in .*voc: remove it from `classes`"):
+        build_annotations(train_voc=voc, val_voc=voc, classes=["Apple", "Polar bear", "Orange"], **out)
+    assert not any(p.exists() for p in out.values())  # nothing written
