@@ -63,7 +63,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     remote = _remote(args.url, args.options)
     for name, relpath in relpaths.items():
         known = files.known_for(relpath) if args.verify else Known()
-        result = fetch_file(remote, relpath, Path(args.out) / Path(relpath).name, known=known, timeout=args.timeout)
+        dest = Path(args.out) / Path(relpath).name
+        result = fetch_file(remote, relpath, dest, known=known, timeout=args.timeout, retries=args.retries)
         print(f"{name}\t{result.path}\t{result.size}\t{result.md5}")
     return 0
 
@@ -217,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", action="append", default=[], help="train, validation or test (repeatable)")
     p.add_argument("--no-verify", dest="verify", action="store_false", help="skip published size/md5 checks")
     p.add_argument("--timeout", type=_seconds, default=60.0, help="seconds a request may stall before a retry")
+    p.add_argument("--retries", type=int, default=5, help="retries per request (each one try of --timeout)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_fetch)
 

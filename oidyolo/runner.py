@@ -51,6 +51,19 @@ def _failed_path(err: OSError) -> str | None:
     return None
 
 
+_CONSOLE: list[int] = []  # the console (original stderr) of each logged_step running in this process
+
+
+def warn(message: str) -> None:
+    """``warning: MESSAGE`` into the step's log and, inside :func:`logged_step`, on the console too (Snakemake's
+    stderr): something the user must see although the step succeeds."""
+    line = f"warning: {message}"
+    print(line, file=sys.stderr, flush=True)
+    if _CONSOLE:
+        with contextlib.suppress(OSError):
+            os.write(_CONSOLE[-1], (line + "\n").encode())
+
+
 @contextlib.contextmanager
 def logged_step(log: str | Path | None, name: str) -> Iterator[None]:
     """Send everything the step prints to ``log``. An :class:`OidyoloError` becomes ``error in NAME: ...`` in the
@@ -62,6 +75,7 @@ def logged_step(log: str | Path | None, name: str) -> Iterator[None]:
         yield
         return
     with open(log, "w", encoding="utf-8") as handle, _fd_redirect(handle.fileno()) as console:
+        _CONSOLE.append(console)
         try:
             yield
         except Exception as caught:
@@ -79,3 +93,5 @@ def logged_step(log: str | Path | None, name: str) -> Iterator[None]:
                 print(message, file=sys.stderr, flush=True)
             os.write(console, (message + "\n").encode())
             raise SystemExit(1) from None
+        finally:
+            _CONSOLE.remove(console)

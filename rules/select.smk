@@ -18,6 +18,7 @@ rule extract_class:
     params:
         name=lambda wc: PLAN.cls(wc.cls).name,
         mids=lambda wc: list(PLAN.cls(wc.cls).mids),
+        ceded=lambda wc: [list(c) for c in PLAN.cls(wc.cls).ceded],
         strict=config["strict_csv"],
     script:
         "../workflow_scripts/extract_class.py"

@@ -46,6 +46,10 @@ rule fetch_catalog:
         url=PLAN.metadata_remote.url,
         options=PLAN.metadata_remote.options,
         relpaths=[PLAN.relpath("classes"), PLAN.relpath("hierarchy")],
+        known=[
+            vars(PLAN.known(PLAN.relpath("classes"))),
+            vars(PLAN.known(PLAN.relpath("hierarchy"))),
+        ],
     script:
         "../workflow_scripts/fetch_catalog.py"
 

@@ -294,3 +294,48 @@ def s3_proxy(upstream: str, faults: Faults | None = None) -> Iterator[tuple[str,
     faults = faults or Faults()
     with _serving(_proxy_handler(upstream, faults)) as url:
         yield url, faults
+
+
+@dataclass
+class BlackHole:
+    """What :func:`black_hole` saw: one entry per accepted connection."""
+
+    url: str
+    connections: list[socket.socket] = field(default_factory=list)
+
+
+@contextmanager
+def black_hole() -> Iterator[BlackHole]:
+    """A TCP server on loopback that accepts every connection and never sends a byte (a stalled endpoint)."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=128)
+    hole = BlackHole(f"http://127.0.0.1:{server.getsockname()[1]}")
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            hole.connections.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield hole
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+        for conn in hole.connections:
+            conn.close()
+
+
+def closed_port() -> str:
+    """``http://127.0.0.1:PORT`` where nothing listens (a port just bound and released): connections are refused."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

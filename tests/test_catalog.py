@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from oidyolo.data.catalog import ClassCatalog, Hierarchy, resolve_classes, slugify
+from oidyolo.data.catalog import ClassCatalog, Hierarchy, ceded_line, resolve_classes, slugify
 from oidyolo.errors import DataFormatError, UnknownClassError
 
 
@@ -118,3 +118,50 @@ def test_malformed_hierarchy_is_refused(tmp_path):
     path.write_text(json.dumps({"Subcategory": []}))
     with pytest.raises(DataFormatError, match="LabelName"):
         Hierarchy.from_file(path)
+
+
+def test_overlapping_hierarchy_requests_give_each_mid_to_the_most_specific_class(catalog):
+    hierarchy = Hierarchy.shipped()
+    apple, fruit = catalog.mid("Apple"), catalog.mid("Fruit")
+    plain = {name: set(resolve_classes([name], catalog, hierarchy)[0].mids) for name in ("Food", "Fruit")}
+    resolved = resolve_classes(["Food", "Fruit", "Apple"], catalog, hierarchy)
+    by_name = {c.name: c for c in resolved}
+    assert by_name["Apple"].mids == (apple,) and by_name["Apple"].ceded == ()
+    assert by_name["Fruit"].ceded == ((apple, "Apple"),)
+    assert set(by_name["Fruit"].mids) == plain["Fruit"] - {apple}  # the rest of Fruit stays Fruit
+    # Food's fruit go to Fruit (closer than Food), Apple to Apple; Food keeps everything else below it
+    assert (fruit, "Fruit") in by_name["Food"].ceded and (apple, "Apple") in by_name["Food"].ceded
+    assert set(by_name["Food"].mids) == plain["Food"] - plain["Fruit"]
+    # every MID is claimed exactly once, and none is lost
+    claimed = [m for c in resolved for m in c.mids]
+    assert len(claimed) == len(set(claimed)) and set(claimed) == plain["Food"] | {apple}
+    assert "Apple (/m/014j1m) to Apple" in ceded_line("Fruit", by_name["Fruit"].ceded, catalog)
+    assert ceded_line("Apple", (), catalog) == ""
+
+
+def test_a_class_under_two_requested_parents_goes_to_the_one_requested_first(catalog):
+    teddy = catalog.mid("Teddy bear")  # a Subcategory of both Bear and Toy, one step below each
+    for order in (["Toy", "Bear"], ["Bear", "Toy"]):
+        first, second = resolve_classes(order, catalog, Hierarchy.shipped())
+        assert teddy in first.mids and teddy not in second.mids and second.ceded == ((teddy, first.name),)
+
+
+def test_without_hierarchy_nothing_overlaps(catalog):
+    fruit, apple = resolve_classes(["Fruit", "Apple"], catalog)
+    assert (fruit.mids, apple.mids, fruit.ceded) == ((catalog.mid("Fruit"),), (catalog.mid("Apple"),), ())
+
+
+def test_class_file_header_handling(tmp_path):
+    """The official files have no header (the first row is a class); a `LabelName,DisplayName` header, as in
+    re-exports, is skipped; anything else that is not a MID is an error, on the first line too if a MID follows."""
+    shipped = ClassCatalog.shipped()
+    first_mid = next(iter(shipped.names))
+    assert first_mid == "/m/011k07" and shipped.names[first_mid] == "Tortoise"  # the first row is kept
+    path = tmp_path / "c.csv"
+    path.write_text("LabelName,DisplayName\r\n/m/011k07,Tortoise\r\n")
+    assert ClassCatalog.from_file(path).names == {"/m/011k07": "Tortoise"}
+    path.write_bytes(b"\xef\xbb\xbfLabelName,DisplayName\n/m/011k07,Tortoise\n")  # with a UTF-8 BOM
+    assert ClassCatalog.from_file(path).names == {"/m/011k07": "Tortoise"}
+    path.write_text("LabelName,DisplayName\nLabelName,DisplayName\n/m/011k07,Tortoise\n")
+    with pytest.raises(DataFormatError, match=r":2: 'LabelName' is not an Open Images MID"):
+        ClassCatalog.from_file(path)

@@ -94,11 +94,12 @@ def test_v4_layout_has_13_columns_everywhere(tmp_path: Path) -> None:
         assert {r["ImageID"] for r in rows} == {p.stem for p in (tmp_path / "open-images-dataset" / split).iterdir()}
 
 
-def test_v7_class_file_has_header(tmp_path: Path) -> None:
+def test_v7_reads_the_v5_class_file(tmp_path: Path) -> None:
     spec = DemoSpec(version="v7", images={"train": 2}, missing={}, max_side=300)
     generate_demo(tmp_path, spec)
-    classes = (tmp_path / "openimages/v7/oidv7-class-descriptions-boxable.csv").read_bytes()
-    assert classes == b"LabelName,DisplayName\n" + SHIPPED_CLASSES
+    classes = (tmp_path / "openimages/v5/class-descriptions-boxable.csv").read_bytes()
+    assert classes == SHIPPED_CLASSES  # as FiftyOne's v7 loader reads it: no header row
+    assert not (tmp_path / "openimages/v7").exists()
     cols, _ = read_rows(tmp_path / "openimages/v6/oidv6-train-annotations-bbox.csv")
     assert len(cols) == 21
     assert not (tmp_path / "openimages/v5/validation-annotations-bbox.csv").exists()

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import APPLE, ORANGE, V5_COLUMNS, v5_row, write_csv
+from conftest import APPLE, ORANGE, V5_COLUMNS, make_jpeg, v5_row, write_csv
 from PIL import Image
 
 from oidyolo.data.boxes import scan_boxes
@@ -151,7 +151,7 @@ def voc_inputs(tmp_path):
     for name, mid in (("Apple", APPLE), ("Orange", ORANGE)):
         boxes[name] = tmp_path / f"{name}.parquet"
         pq.write_table(scan_boxes(csv, [mid])[0], boxes[name])
-    entries = [Entry(i, f"data/images/train/{i}.jpg", 200, 100, "ok") for i in ids]
+    entries = [Entry(i, str(make_jpeg(tmp_path / f"images/{i}.jpg", (200, 100))), 200, 100, "ok") for i in ids]
     write_manifest(entries, tmp_path / "apple.tsv")
     return {"split": "train", "manifests": [tmp_path / "apple.tsv"], "class_boxes": boxes, "filters": {}}
 

@@ -2,6 +2,7 @@
 
 * ``annotation_xml`` writes VOC text directly; it must give lxml's bytes (``_annotation_xml_lxml``) or, where it
   cannot, fall back to lxml and fail exactly as lxml fails.
+* VOC boxes are devkit pixels (1-based, ``1 <= xmin < xmax <= W``) for any fractions, read back as 0-based edges.
 * ``read_voc`` reads our own layout with regular expressions and other files with one pass over an lxml tree; both
   must give what the ElementPath reader (``_read_voc_reference``) gives, errors included.
 * ``iter_matching_lines`` scans memory-mapped windows with one regex; it must yield what a line-by-line search does,
@@ -14,6 +15,7 @@ import csv
 import io
 import os
 import random
+import xml.etree.ElementTree as ET
 
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
@@ -89,6 +91,11 @@ def voc_inputs(draw, texts=texts):
     return entry, rows, draw(st.one_of(st.just("train"), texts)), draw(st.one_of(st.just("Open Images v6"), texts))
 
 
+ROW = {"Class": "Apple", "IsTruncated": 0, "IsOccluded": 0, "Difficult": False, "XMin": 0.1, "XMax": 0.5,
+       "YMin": 0.1, "YMax": 0.5, "LabelName": "/m/014j1m", "Source": "x", "Confidence": 1.0, "IsGroupOf": 0,
+       "IsDepiction": 0, "IsInside": 0}  # fmt: skip
+
+
 def outcome(fn, *args, **kwargs):
     """(result, None) or (None, (exception type, message))."""
     try:
@@ -111,6 +118,41 @@ def test_text_voc_writer_gives_lxmls_bytes_or_lxmls_error(args):
     event("text path" if text is not None else "handed to lxml")
     if text is not None:  # the text path itself, whenever it does not hand over to lxml
         assert text == ref
+
+
+@SETTINGS
+@given(st.integers(2, 5000), st.integers(2, 5000), st.lists(voc_rows(plain_texts), min_size=1, max_size=4))
+@example(2, 2, [{**ROW, "XMin": 0.0, "XMax": 0.0, "YMin": 1.0, "YMax": 1.0}])  # nothing at all, on the far corner
+def test_voc_boxes_are_devkit_pixels_inside_the_image(width, height, rows):
+    """1 <= xmin < xmax <= W (and for y) for any fractions in [0, 1]; each edge is the rounded Open Images edge
+    (xmin = round(XMin * W) + 1, xmax = round(XMax * W)) unless the box is too thin; read back as 0-based edges."""
+    xml = annotation_xml(Entry("000002b66c9c498e", "p.jpg", width, height, "ok"), rows, split="s", database="d")
+    objects = ET.fromstring(xml).findall("object")
+    for row, obj in zip(rows, objects, strict=True):
+        xmin, ymin, xmax, ymax = (int(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
+        assert 1 <= xmin < xmax <= width and 1 <= ymin < ymax <= height
+        for lo, hi, first, last, size in ((xmin, xmax, row["XMin"], row["XMax"], width),
+                                          (ymin, ymax, row["YMin"], row["YMax"], height)):  # fmt: skip
+            a, b = round(first * size), round(last * size)
+            if b - a >= 2:  # wide enough: nothing clamped
+                assert (lo, hi) == (a + 1, b)
+            else:  # widened to the smallest devkit box (two pixels), holding the rounded one
+                assert hi - lo == 1 and lo - 1 <= a and hi >= b
+    fast = _read_voc_canonical_bytes(xml)
+    assert [o.box for o in fast.objects] == [
+        tuple(int(o.findtext(f"bndbox/{k}")) - (k in ("xmin", "ymin")) for k in ("xmin", "ymin", "xmax", "ymax"))
+        for o in objects
+    ]
+
+
+def _read_voc_canonical_bytes(xml: bytes):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "a.xml")
+        with open(path, "wb") as fh:
+            fh.write(xml)
+        return read_voc(path)
 
 
 # -- VOC reader ------------------------------------------------------------------------------------------------------
@@ -165,7 +207,7 @@ def test_an_unreadable_coordinate_is_a_format_error_not_a_crash(tmp_path, coordi
           "YMin": 0.1, "YMax": 0.5, "LabelName": "/m/014j1m", "Source": "x", "Confidence": 1.0, "IsGroupOf": 0,
           "IsDepiction": 0, "IsInside": 0}],
         split="train", database="x",
-    ).replace(b"<xmin>1</xmin>", f"<xmin>{coordinate}</xmin>".encode())  # fmt: skip
+    ).replace(b"<xmin>2</xmin>", f"<xmin>{coordinate}</xmin>".encode())  # fmt: skip
     (tmp_path / "a.xml").write_bytes(xml)
     with pytest.raises(DataFormatError, match="not a valid Pascal VOC annotation"):
         read_voc(tmp_path / "a.xml")

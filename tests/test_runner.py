@@ -6,9 +6,11 @@ import sys
 SCRIPT = """
 import os, sys
 from oidyolo.errors import ConfigError
-from oidyolo.runner import logged_step
+from oidyolo.runner import logged_step, warn
 with logged_step(sys.argv[1], "demo_step"):
     print("from python")
+    if sys.argv[2] == "warn":
+        warn("class 'Polar bear' has no boxes in the validation split")
     os.write(2, b"from C code\\n")
     if sys.argv[2] == "fail":
         raise ConfigError("limit must be positive")
@@ -43,3 +45,10 @@ def test_a_bug_keeps_its_traceback(tmp_path):
     proc, log = run(tmp_path, "bug")
     assert proc.returncode == 1
     assert "KeyError: 'oops'" in log and "Traceback" in proc.stderr
+
+
+def test_a_warning_reaches_the_console_and_the_log(tmp_path):
+    proc, log = run(tmp_path, "warn")
+    line = "warning: class 'Polar bear' has no boxes in the validation split"
+    assert proc.returncode == 0 and proc.stderr.strip() == line  # only the warning: the rest went to the log
+    assert line in log and "from python" in log

@@ -95,7 +95,18 @@ def test_version_file_names():
     assert version_files("v6").boxes_path("train") == "v6/oidv6-train-annotations-bbox.csv"
     assert version_files("v4").boxes_path("validation") == "2018_04/validation/validation-annotations-bbox.csv"
     assert version_files("v5").boxes_path("test") == "v5/test-annotations-bbox.csv"
-    assert version_files("v7").classes == "v7/oidv7-class-descriptions-boxable.csv"
+    assert version_files("v7").classes == "v5/class-descriptions-boxable.csv"  # as FiftyOne's v7 loader reads it
+    v4 = version_files("v4")
+    assert v4.known_for(v4.boxes_path("train")) == Known(1_194_033_454, "dc89115275ad6d0c771bd6590aa71ac3")
+    assert version_files("v5").known_for(v4.boxes_path("train")).md5 == "dc89115275ad6d0c771bd6590aa71ac3"
+    assert (v4.known_for(v4.boxes_path("validation")).size, v4.known_for(v4.boxes_path("test")).size) == (
+        17_074_036,
+        52_174_204,
+    )
+    for version in ("v4", "v5", "v6", "v7"):  # every file a version reads has a published size, or none is known
+        vf = version_files(version)
+        for relpath in (vf.classes, *vf.boxes.values()):
+            assert vf.known_for(relpath).size or relpath == "2018_04/class-descriptions-boxable.csv", relpath
     assert (
         version_files("v6").known_for("v6/oidv6-train-annotations-bbox.csv").md5 == "3c3e70cfaba5757ea5c2604b19cac3b2"
     )

@@ -92,6 +92,23 @@ def test_voc_files_hold_every_selected_class_of_an_image(run):
         for obj in ann.objects:
             x1, y1, x2, y2 = obj.box
             assert 0 <= x1 <= x2 <= ann.width and 0 <= y1 <= y2 <= ann.height
+    # the devkit convention in the files themselves: 1 <= xmin < xmax <= W; <depth> is the JPEG's channel count
+    import xml.etree.ElementTree as ET
+
+    from PIL import Image
+
+    depths, on_edge = set(), 0
+    for path in (run / "results/voc/train").glob("*.xml"):
+        root = ET.parse(path).getroot()
+        w, h, depth = (int(root.findtext(f"size/{k}")) for k in ("width", "height", "depth"))
+        with Image.open(run / root.findtext("path")) as img:
+            assert depth == len(img.getbands())
+        depths.add(depth)
+        for obj in root.iter("object"):
+            x1, y1, x2, y2 = (int(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
+            assert 1 <= x1 < x2 <= w and 1 <= y1 < y2 <= h
+            on_edge += x1 == 1 or y1 == 1
+    assert on_edge and depths > {3}  # boxes on the left/top edge, and the demo's grayscale or CMYK JPEGs
 
 
 def test_names_with_spaces_ampersands_and_dashes_become_safe_paths(tmp_path):

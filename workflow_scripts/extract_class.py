@@ -5,11 +5,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from oidyolo.data.catalog import ClassCatalog
+from oidyolo.data.catalog import ClassCatalog, ceded_line
 from oidyolo.data.select import extract_class
-from oidyolo.runner import logged_step
+from oidyolo.runner import logged_step, warn
 
 with logged_step(snakemake.log[0], "extract_class"):
     p = snakemake.params
-    ClassCatalog.from_file(snakemake.input.catalog).mid(p.name)  # the source must know the class too
-    extract_class(snakemake.input.csv, p.mids, snakemake.output[0], strict=p.strict, label=p.name)
+    catalog = ClassCatalog.from_file(snakemake.input.catalog)
+    catalog.mid(p.name)  # the source must know the class too
+    if p.ceded:  # overlapping hierarchy requests: each MID goes to the most specific requested class
+        print(ceded_line(p.name, p.ceded, catalog))
+    table = extract_class(snakemake.input.csv, p.mids, snakemake.output[0], strict=p.strict, label=p.name)
+    if not table.num_rows:
+        warn(f"class {p.name!r} has no boxes in the {snakemake.wildcards.split} split ({snakemake.input.csv})")

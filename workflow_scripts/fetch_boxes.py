@@ -11,10 +11,15 @@ from oidyolo.runner import logged_step
 
 with logged_step(snakemake.log[0], "fetch_boxes"):
     p = snakemake.params
-    # download.timeout is read from the config, not a rule param: it cannot change the fetched bytes, so editing
-    # it must not refetch a 2 GB file.
-    timeout = snakemake.config.get("download", {}).get("timeout", 60)
+    # download.timeout and .retries are read from the config, not rule params: they cannot change the fetched
+    # bytes, so editing them must not refetch a 2 GB file.
+    download = snakemake.config.get("download", {})
     result = fetch_file(
-        Remote(p.url, dict(p.options)), p.relpath, snakemake.output[0], known=Known(**p.known), timeout=timeout
+        Remote(p.url, dict(p.options)),
+        p.relpath,
+        snakemake.output[0],
+        known=Known(**p.known),
+        timeout=download.get("timeout", 60),
+        retries=download.get("retries", 5),
     )
     print(f"{p.relpath}: {result.size:,} bytes, md5 {result.md5}, resumed from byte {result.resumed_from:,}")

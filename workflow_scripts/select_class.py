@@ -6,10 +6,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from oidyolo.data.select import select_class
-from oidyolo.runner import logged_step
+from oidyolo.runner import logged_step, warn
 
 with logged_step(snakemake.log[0], "select_class"):
     p = snakemake.params
-    select_class(
+    stats = select_class(
         snakemake.input[0], snakemake.output[0], name=p.name, filters=dict(p.filters), limit=p.limit, seed=p.seed
     )
+    if stats.boxes and not stats.selected_images:  # no boxes at all was said by extract_class
+        warn(f"class {p.name!r}: none of its {stats.images} images in the {snakemake.wildcards.split} split passes "
+             "the filters")  # fmt: skip

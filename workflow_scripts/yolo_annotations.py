@@ -6,11 +6,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from oidyolo.data.yolo_lines import build_annotations
-from oidyolo.runner import logged_step
+from oidyolo.runner import logged_step, warn
 
 with logged_step(snakemake.log[0], "yolo_annotations"):
     p = snakemake.params
-    build_annotations(
+    _, val_stats = build_annotations(
         train_voc=snakemake.input.train,
         val_voc=snakemake.input.val[0] if snakemake.input.val else None,
         classes=list(p.classes),
@@ -22,3 +22,6 @@ with logged_step(snakemake.log[0], "yolo_annotations"):
         include_difficult=p.include_difficult,
         absolute_paths=p.absolute_paths,
     )
+    for name in p.classes:
+        if not val_stats.per_class[name]:
+            warn(f"class {name!r} has no boxes in val.txt: its validation loss and AP are not measured")

@@ -11,7 +11,7 @@ import difflib
 import io
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib import resources
@@ -142,6 +142,21 @@ class Hierarchy:
     def shipped(cls) -> Hierarchy:
         return _shipped_hierarchy()
 
+    def distances(self, mid: str) -> dict[str, int]:
+        """Subcategory steps from ``mid`` down to each MID below it (``mid`` itself at 0; the shortest path where a
+        class has several parents)."""
+        dist = {mid: 0}
+        frontier = [mid]
+        while frontier:
+            nxt = []
+            for node in frontier:
+                for kid in self.children.get(node, ()):
+                    if kid not in dist:
+                        dist[kid] = dist[node] + 1
+                        nxt.append(kid)
+            frontier = nxt
+        return dist
+
     def descendants(self, mid: str) -> list[str]:
         """All subcategories below ``mid`` (depth-first, each once), not including ``mid``."""
         out: list[str] = []
@@ -157,12 +172,22 @@ class Hierarchy:
 
 @dataclass(frozen=True)
 class ResolvedClass:
-    """A requested class: its display name, file slug, own MID and every MID whose boxes it takes."""
+    """A requested class: its display name, file slug, own MID and every MID whose boxes it takes; ``ceded`` lists
+    the subclasses whose boxes go to a more specific requested class instead, as ``(MID, that class's name)``."""
 
     name: str
     slug: str
     mid: str
     mids: tuple[str, ...]
+    ceded: tuple[tuple[str, str], ...] = ()
+
+
+def ceded_line(name: str, ceded: Iterable[Sequence[str]], catalog: ClassCatalog) -> str:
+    """The log line saying which of ``name``'s subclasses went to a more specific requested class ("" if none)."""
+    given = "; ".join(f"{catalog.name(mid)} ({mid}) to {winner}" for mid, winner in ceded)
+    return (
+        f"{name}: boxes of subclasses also requested go to the most specific requested class: {given}" if given else ""
+    )
 
 
 def resolve_classes(
@@ -191,6 +216,25 @@ def resolve_classes(
         if cls.slug in seen:
             raise UnknownClassError(f"class {cls.name!r} is requested twice (as {seen[cls.slug]!r} and {cls.name!r})")
         seen[cls.slug] = cls.name
+    return _most_specific(out, hierarchy) if hierarchy else out
+
+
+def _most_specific(classes: list[ResolvedClass], hierarchy: Hierarchy) -> list[ResolvedClass]:
+    """Give every MID claimed by several requested classes (``[Fruit, Apple]`` both claim Apple) to the closest one
+    above it (fewest subcategory steps; Apple itself at 0), ties to the class requested first: a box is written once.
+    """
+    dist = [hierarchy.distances(c.mid) for c in classes]
+    owner: dict[str, int] = {}
+    for i, cls in enumerate(classes):
+        for mid in cls.mids:
+            j = owner.get(mid)
+            if j is None or dist[i][mid] < dist[j][mid]:
+                owner[mid] = i
+    out = []
+    for i, cls in enumerate(classes):
+        keep = tuple(m for m in cls.mids if owner[m] == i)
+        ceded = tuple((m, classes[owner[m]].name) for m in cls.mids if owner[m] != i)
+        out.append(ResolvedClass(cls.name, cls.slug, cls.mid, keep, ceded))
     return out
 
 

@@ -124,7 +124,7 @@ def download_images(
             return None
         try:
             entry = _ensure(
-                image_id, fs, f"{base}/{split}/{image_id}.jpg", remote.join(f"{split}/{image_id}.jpg"), folder, config
+                image_id, fs, f"{base}/{split}/{image_id}.jpg", remote.where(f"{split}/{image_id}.jpg"), folder, config
             )
         except DiskFullError:
             full.set()

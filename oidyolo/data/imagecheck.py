@@ -8,6 +8,7 @@ never EXIF-rotated: Open Images boxes refer to the stored pixel grid.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from pathlib import Path
 
@@ -58,9 +59,46 @@ def verify_jpeg(data: bytes, *, where: str = "image") -> tuple[int, int]:
 
 def header_size(path: str | Path) -> tuple[int, int]:
     """Width and height from the file header, without decoding pixels."""
+    width, height, _ = image_header(path)
+    return width, height
+
+
+# JPEG start-of-frame markers (baseline, progressive, lossless, ...): C0-CF less DHT (C4), JPG (C8) and DAC (CC).
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_frame(path: str | Path) -> tuple[int, int, int] | None:
+    """(width, height, components) from a JPEG's frame header, skipping the segments before it; ``None`` if the
+    bytes are not laid out as expected (the caller then asks PIL). About 10x cheaper than ``Image.open``."""
+    fd = os.open(path, os.O_RDONLY)
     try:
+        head = os.read(fd, 2048)  # the frame header follows the APP segments; EXIF can push it further
+        pos = 2
+        if head[:2] != b"\xff\xd8":
+            return None
+        while True:
+            if pos + 10 > len(head):
+                head += os.pread(fd, max(8192, pos + 10 - len(head)), len(head))
+                if pos + 10 > len(head):
+                    return None
+            if head[pos] != 0xFF or head[pos + 1] in (0xD8, 0xD9, 0xDA, 0xFF):
+                return None
+            if head[pos + 1] in _SOF:  # FF Cn, length, precision, height, width, components
+                return (int.from_bytes(head[pos + 7 : pos + 9], "big"), int.from_bytes(head[pos + 5 : pos + 7], "big"),
+                        head[pos + 9])  # fmt: skip
+            pos += 2 + int.from_bytes(head[pos + 2 : pos + 4], "big")
+    finally:
+        os.close(fd)
+
+
+def image_header(path: str | Path) -> tuple[int, int, int]:
+    """Width, height and colour channels (1 grayscale, 3 YCbCr/RGB, 4 CMYK) from the header, without decoding."""
+    try:
+        frame = _jpeg_frame(path)
+        if frame is not None and frame[0] and frame[1] and frame[2] in (1, 3, 4):
+            return frame
         with Image.open(path) as img:
-            return img.size
+            return (*img.size, len(img.getbands()))
     except FileNotFoundError:
         raise DataFormatError(f"image {path} does not exist") from None
     except (OSError, SyntaxError, ValueError) as err:

@@ -45,7 +45,16 @@ class Remote:
 
     def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
         fs, path = fsspec.core.url_to_fs(self.url, **_options_for(self.url, self.options))
+        if hasattr(fs, "retries") and fs.protocol[0] in ("s3", "s3a"):
+            # s3fs retries every call (twice nested for a read: 5 x 5 tries) from a class attribute that no storage
+            # option reaches; every caller here retries through with_retries, so s3fs makes one try.
+            fs.retries = 1
         return fs, path.rstrip("/")
+
+    def where(self, relpath: str) -> str:
+        """``join(relpath)``, naming the endpoint too where an S3-compatible one is set (errors say what was asked)."""
+        endpoint = self.options.get("endpoint_url") or (self.options.get("client_kwargs") or {}).get("endpoint_url")
+        return f"{self.join(relpath)} at {endpoint}" if endpoint else self.join(relpath)
 
     def __str__(self) -> str:
         return self.url
@@ -60,29 +69,45 @@ def _options_for(url: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def with_timeout(remote: Remote, timeout: float | None) -> Remote:
-    """``remote`` whose requests give up after ``timeout`` seconds without a connection or without data.
+    """``remote`` under our one retry policy: each request is one attempt that gives up after ``timeout`` seconds
+    without a connection or without data, and :func:`with_retries` alone decides on another attempt.
 
-    S3 (s3fs, botocore): ``config_kwargs`` connect and read timeouts. HTTP(S) (fsspec, aiohttp): a ``ClientTimeout``
-    on the connection and on each socket read (no total limit, so a big chunk on a slow link still completes).
-    Local paths need none. Options the user set explicitly win.
+    S3 (botocore): ``config_kwargs`` connect and read timeouts, and ``retries`` of one attempt in total (botocore's
+    legacy mode would retry a timed-out request 4 more times; s3fs's own loop is turned off in
+    :meth:`Remote.filesystem`). HTTP(S) (fsspec, aiohttp): a ``ClientTimeout`` on the connection and on each socket
+    read (no total limit, so a big chunk on a slow link still completes) and a session that does not silently resend
+    a request whose reused connection was dropped. Local paths need none. Options the user set explicitly win.
     """
-    if not timeout:
-        return remote
     opts = dict(remote.options)
     if remote.url.startswith(("s3://", "s3a://")):
         config = dict(opts.get("config_kwargs") or {})
-        config.setdefault("connect_timeout", timeout)
-        config.setdefault("read_timeout", timeout)
+        if timeout:
+            config.setdefault("connect_timeout", timeout)
+            config.setdefault("read_timeout", timeout)
+        config.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})
         opts["config_kwargs"] = config
     elif remote.url.startswith(("http://", "https://")):
-        import aiohttp
-
         client = dict(opts.get("client_kwargs") or {})
-        client.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout))
+        if timeout:
+            import aiohttp
+
+            client.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout))
         opts["client_kwargs"] = client
+        opts.setdefault("get_client", _single_attempt_session)
     else:
         return remote
     return Remote(remote.url, opts)
+
+
+async def _single_attempt_session(**kwargs: Any):
+    """fsspec's HTTP session factory, less aiohttp's one silent resend of a request on a dropped keep-alive
+    connection (``_retry_connection``; aiohttp's own test client turns it off the same way)."""
+    import aiohttp
+
+    session = aiohttp.ClientSession(**kwargs)
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
+    return session
 
 
 def _gave_up(retries: int) -> str:
@@ -91,7 +116,9 @@ def _gave_up(retries: int) -> str:
 
 def _describe(err: BaseException, timeout: float | None) -> str:
     text = f"{type(err).__name__}: {err}".rstrip(": ")
-    if isinstance(err, TimeoutError) and timeout:
+    # botocore's and urllib3's timeouts are not builtin TimeoutErrors; their class names say what they are.
+    timed_out = isinstance(err, TimeoutError) or any("Timeout" in c.__name__ for c in type(err).__mro__)
+    if timed_out and timeout:
         text += f" (no connection or no data for {timeout:g} s, download.timeout)"
     return text
 
@@ -166,7 +193,7 @@ def fetch_file(
     remote = with_timeout(remote, timeout)
     fs, base = remote.filesystem()
     path = f"{base}/{relpath}"
-    url = remote.join(relpath)
+    url = remote.where(relpath)
     size = _remote_size(fs, path, url, retries, timeout, backoff)
     if known.size is not None and size is not None and size != known.size:
         raise IntegrityError(f"{url}: the source holds {size:,} bytes, but Open Images publishes {known.size:,}")

@@ -49,12 +49,17 @@ class VersionFiles:
         return self.known.get(relpath, Known())
 
 
-# Sizes and md5s from the official files (git-annex keys of datasets-mila/datasets--open_images).
+# Sizes and md5s of the official files: the v5/v6 ones from the git-annex keys of datasets-mila/datasets--open_images
+# (MD5E-s{size}--{md5} symlink targets), the 2018_04 (v4, and v5's train) ones as published with the files and
+# collected in issue 11 (no md5 is published for the 2018_04 validation and test files: their size is checked).
 _KNOWN = {
     "v5/class-descriptions-boxable.csv": Known(12_011, "9846fd22fd2e68b45e3f3810a4c2a32a"),
     "v6/oidv6-train-annotations-bbox.csv": Known(2_258_447_590, "3c3e70cfaba5757ea5c2604b19cac3b2"),
     "v5/validation-annotations-bbox.csv": Known(25_105_048, "c5e8200df129ea6867e913e8b21fcab9"),
     "v5/test-annotations-bbox.csv": Known(77_484_237, "1cc058a7003b4e73d47642276e9b123b"),
+    "2018_04/train/train-annotations-bbox.csv": Known(1_194_033_454, "dc89115275ad6d0c771bd6590aa71ac3"),
+    "2018_04/validation/validation-annotations-bbox.csv": Known(17_074_036),
+    "2018_04/test/test-annotations-bbox.csv": Known(52_174_204),
 }
 
 _V5_EVAL = {"validation": "v5/validation-annotations-bbox.csv", "test": "v5/test-annotations-bbox.csv"}
@@ -78,10 +83,12 @@ _FILES = {
         hierarchy=_HIERARCHY,
         boxes={"train": "v6/oidv6-train-annotations-bbox.csv", **_V5_EVAL},
     ),
-    # v7 added point labels; its boxes are v6's. Its class file has a header row.
+    # v7 added point labels; its boxes and boxable classes are v6's. FiftyOne's v7 loader reads the classes from
+    # v5/class-descriptions-boxable.csv (voxel51/fiftyone fiftyone/utils/openimages.py, _ANNOTATION_DOWNLOAD_URLS),
+    # a file with a published md5; a re-export with a `LabelName,DisplayName` header parses too (catalog.py).
     "v7": VersionFiles(
         "v7",
-        classes="v7/oidv7-class-descriptions-boxable.csv",
+        classes="v5/class-descriptions-boxable.csv",
         hierarchy=_HIERARCHY,
         boxes={"train": "v6/oidv6-train-annotations-bbox.csv", **_V5_EVAL},
     ),

@@ -1,9 +1,13 @@
 """Pascal VOC XML: one file per selected image, holding every selected class present in it.
 
-Open Images coordinates are fractions of the image size (0 = left/top edge, 1 = right/bottom edge). VOC wants
-pixels: we write ``round(fraction * size)`` clamped to the image, as 0-based pixel edges, with the size read from
-the stored JPEG's header. ``truncated``/``occluded`` keep VOC's 0/1 meaning (Open Images' -1, unknown, becomes 0);
-every Open Images attribute is kept verbatim under ``<openimages>``, so nothing is lost.
+Open Images coordinates are fractions of the image size (0 = left/top edge, 1 = right/bottom edge). VOC files follow
+the devkit: 1-based pixel indices, first and last pixel inclusive, so a box from edge ``round(XMin * W)`` to edge
+``round(XMax * W)`` is written ``xmin = round(XMin * W) + 1``, ``xmax = round(XMax * W)``, clamped so that
+``1 <= xmin < xmax <= W`` (the same for y; readers in the py-faster-rcnn line subtract 1 into uint16, so a 0 would
+wrap to 65535). :func:`read_voc` gives the 0-based pixel edges back (``xmin - 1, ymin - 1, xmax, ymax``, as
+Detectron2's VOC loader reads them), which is what the keras-yolo3 lines hold. ``<depth>`` is the JPEG's channel
+count (1 for grayscale, 4 for CMYK). ``truncated``/``occluded`` keep VOC's 0/1 meaning (Open Images' -1, unknown,
+becomes 0); every Open Images attribute is kept verbatim under ``<openimages>``, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from lxml import etree
 from oidyolo.atomic import write_bytes_atomic
 from oidyolo.data.boxes import ATTRIBUTES, BOX_SCHEMA
 from oidyolo.data.download import Entry, read_manifest
+from oidyolo.data.imagecheck import image_header
 from oidyolo.data.select import Filters, box_passes, normalize_filters
 from oidyolo.errors import DataFormatError, disk_full, is_disk_full
 
@@ -42,20 +47,22 @@ def _text(parent: etree._Element, tag: str, value: object) -> etree._Element:
     return el
 
 
-def to_pixels(fraction: float, size: int) -> int:
-    return min(size, max(0, round(fraction * size)))
+def voc_span(first: float, last: float, size: int) -> tuple[int, int]:
+    """The devkit pixel span (1-based, inclusive) of a box side given as fractions: ``1 <= lo < hi <= size``."""
+    lo = min(max(round(first * size) + 1, 1), max(size - 1, 1))
+    return lo, min(max(round(last * size), lo + 1), size)
 
 
-def annotation_xml(entry: Entry, rows: list[dict], *, split: str, database: str) -> bytes:
+def annotation_xml(entry: Entry, rows: list[dict], *, split: str, database: str, depth: int = 3) -> bytes:
     """The VOC file of one image: lxml's pretty-printed serialisation, byte for byte.
 
     Written as text directly (several times faster than building an lxml tree); any text that lxml would refuse or
     treat specially (control characters, surrogates), or any error, takes the lxml path, so errors stay the same.
     """
     try:
-        return _annotation_xml_text(entry, rows, split=split, database=database)
+        return _annotation_xml_text(entry, rows, split=split, database=database, depth=depth)
     except Exception:  # _NotPlainText, or a bad value: the reference raises what it always raised
-        return _annotation_xml_lxml(entry, rows, split=split, database=database)
+        return _annotation_xml_lxml(entry, rows, split=split, database=database, depth=depth)
 
 
 class _NotPlainText(Exception):
@@ -76,23 +83,25 @@ def _x(value: object) -> str:
     return text if _SPECIAL.isdisjoint(text) else text.translate(_ESCAPE)
 
 
-def _annotation_xml_text(entry: Entry, rows: list[dict], *, split: str, database: str) -> bytes:
+def _annotation_xml_text(entry: Entry, rows: list[dict], *, split: str, database: str, depth: int = 3) -> bytes:
     width, height = entry.width, entry.height
     out = [
         f"<annotation>\n  <folder>{_x(split)}</folder>\n  <filename>{_x(Path(entry.path).name)}</filename>\n"
         f"  <path>{_x(entry.path)}</path>\n  <source>\n    <database>{_x(database)}</database>\n"
         f"    <annotation>Open Images</annotation>\n    <image>{_x(entry.image_id)}</image>\n  </source>\n"
-        f"  <size>\n    <width>{_x(width)}</width>\n    <height>{_x(height)}</height>\n    <depth>3</depth>\n"
+        f"  <size>\n    <width>{_x(width)}</width>\n    <height>{_x(height)}</height>\n    <depth>{_x(depth)}</depth>\n"
         "  </size>\n  <segmented>0</segmented>\n"
     ]
     for row in rows:
+        xmin, xmax = voc_span(row["XMin"], row["XMax"], width)
+        ymin, ymax = voc_span(row["YMin"], row["YMax"], height)
         out.append(
             f"  <object>\n    <name>{_x(row['Class'])}</name>\n    <pose>Unspecified</pose>\n"
             f"    <truncated>{int(row['IsTruncated'] == 1)}</truncated>\n"
             f"    <occluded>{int(row['IsOccluded'] == 1)}</occluded>\n"
             f"    <difficult>{int(row['Difficult'])}</difficult>\n    <bndbox>\n"
-            f"      <xmin>{to_pixels(row['XMin'], width)}</xmin>\n      <ymin>{to_pixels(row['YMin'], height)}</ymin>\n"
-            f"      <xmax>{to_pixels(row['XMax'], width)}</xmax>\n      <ymax>{to_pixels(row['YMax'], height)}</ymax>\n"
+            f"      <xmin>{xmin}</xmin>\n      <ymin>{ymin}</ymin>\n"
+            f"      <xmax>{xmax}</xmax>\n      <ymax>{ymax}</ymax>\n"
             f"    </bndbox>\n    <openimages>\n      <LabelName>{_x(row['LabelName'])}</LabelName>\n"
             f"      <Source>{_x(row['Source'])}</Source>\n      <Confidence>{row['Confidence']:g}</Confidence>\n"
             f"      <IsOccluded>{_x(row['IsOccluded'])}</IsOccluded>\n"
@@ -112,7 +121,7 @@ def _annotation_xml_text(entry: Entry, rows: list[dict], *, split: str, database
     return text.encode("utf-8")
 
 
-def _annotation_xml_lxml(entry: Entry, rows: list[dict], *, split: str, database: str) -> bytes:
+def _annotation_xml_lxml(entry: Entry, rows: list[dict], *, split: str, database: str, depth: int = 3) -> bytes:
     """The reference serialisation (lxml, pretty-printed); :func:`annotation_xml` yields the same bytes faster."""
     root = etree.Element("annotation")
     _text(root, "folder", split)
@@ -125,7 +134,7 @@ def _annotation_xml_lxml(entry: Entry, rows: list[dict], *, split: str, database
     size = etree.SubElement(root, "size")
     _text(size, "width", entry.width)
     _text(size, "height", entry.height)
-    _text(size, "depth", 3)
+    _text(size, "depth", depth)
     _text(root, "segmented", 0)
     for row in rows:
         obj = etree.SubElement(root, "object")
@@ -135,10 +144,12 @@ def _annotation_xml_lxml(entry: Entry, rows: list[dict], *, split: str, database
         _text(obj, "occluded", int(row["IsOccluded"] == 1))
         _text(obj, "difficult", int(row["Difficult"]))
         box = etree.SubElement(obj, "bndbox")
-        _text(box, "xmin", to_pixels(row["XMin"], entry.width))
-        _text(box, "ymin", to_pixels(row["YMin"], entry.height))
-        _text(box, "xmax", to_pixels(row["XMax"], entry.width))
-        _text(box, "ymax", to_pixels(row["YMax"], entry.height))
+        xmin, xmax = voc_span(row["XMin"], row["XMax"], entry.width)
+        ymin, ymax = voc_span(row["YMin"], row["YMax"], entry.height)
+        _text(box, "xmin", xmin)
+        _text(box, "ymin", ymin)
+        _text(box, "xmax", xmax)
+        _text(box, "ymax", ymax)
         oi = etree.SubElement(obj, "openimages")
         _text(oi, "LabelName", row["LabelName"])
         _text(oi, "Source", row["Source"])
@@ -205,7 +216,8 @@ def write_voc(
         if not rows:
             raise DataFormatError(f"image {image_id} is in a manifest but has no boxes of any selected class")
         difficult += sum(r["Difficult"] for r in rows)
-        xml = annotation_xml(entry, rows, split=split, database=database)
+        depth = image_header(entry.path)[2]  # header only; Open Images has grayscale and CMYK JPEGs
+        xml = annotation_xml(entry, rows, split=split, database=database, depth=depth)
         write_bytes_atomic(os.path.join(folder, f"{image_id}.xml"), xml)
     print(
         f"voc {split}: {len(entries)} images, {table.num_rows} boxes ({difficult} marked difficult by the filters)",
@@ -217,7 +229,7 @@ def write_voc(
 @dataclass(frozen=True)
 class VocObject:
     name: str
-    box: tuple[int, int, int, int]
+    box: tuple[int, int, int, int]  # 0-based pixel edges x1, y1, x2, y2: the file's xmin - 1, ymin - 1, xmax, ymax
     difficult: bool
     truncated: bool
     occluded: bool
@@ -232,8 +244,13 @@ class VocAnnotation:
     objects: list[VocObject]
 
 
+def _edges(xmin: int, ymin: int, xmax: int, ymax: int) -> tuple[int, int, int, int]:
+    """0-based pixel edges of a devkit box (1-based, inclusive): the first pixel's left edge is its index - 1."""
+    return xmin - 1, ymin - 1, xmax, ymax
+
+
 def read_voc(path: str | Path) -> VocAnnotation:
-    """Parse a VOC file (ours or any standard one; Open Images extras are optional)."""
+    """Parse a VOC file (ours or any standard one; Open Images extras are optional); boxes as 0-based edges."""
     ann = _read_voc_canonical(path)
     if ann is not None:
         return ann
@@ -291,7 +308,7 @@ def _read_voc_canonical(path: str | Path) -> VocAnnotation | None:
             objects.append(
                 VocObject(
                     name=obj["name"],
-                    box=tuple(int(float(obj[k])) for k in ("xmin", "ymin", "xmax", "ymax")),  # type: ignore[arg-type]
+                    box=_edges(*(int(float(obj[k])) for k in ("xmin", "ymin", "xmax", "ymax"))),
                     difficult=obj["difficult"].strip() == "1",
                     truncated=obj["truncated"].strip() == "1",
                     occluded=obj["occluded"].strip() == "1",
@@ -329,7 +346,7 @@ def _voc_from_tree(tree: etree._ElementTree, path: str | Path) -> VocAnnotation:
     for obj in root.iter("object"):
         first = _first_children(obj)
         coords = _first_children(first["bndbox"])
-        box = tuple(int(float(coords[k].text)) for k in ("xmin", "ymin", "xmax", "ymax"))
+        box = _edges(*(int(float(coords[k].text)) for k in ("xmin", "ymin", "xmax", "ymax")))
         group_of = "0"
         for oi in obj.iterchildren("openimages"):  # findtext("openimages/IsGroupOf"): first match in document order
             el = next(oi.iterchildren("IsGroupOf"), None)
@@ -359,7 +376,7 @@ def _read_voc_reference(path: str | Path) -> VocAnnotation:
         objects = []
         for obj in root.iter("object"):
             bb = obj.find("bndbox")
-            box = tuple(int(float(bb.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax"))
+            box = _edges(*(int(float(bb.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax")))
             objects.append(
                 VocObject(
                     name=obj.findtext("name"),

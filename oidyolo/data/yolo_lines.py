@@ -111,6 +111,11 @@ def build_annotations(
     for lines, name in ((train_lines, "training"), (val_lines, "validation")):
         if not lines:
             raise ConfigError(f"the {name} set is empty: no image with boxes of {', '.join(classes)}")
+    if empty := [c for c in classes if not train_stats.per_class[c]]:  # a class YOLO would never see an example of
+        raise ConfigError(
+            f"no training boxes of {', '.join(map(repr, empty))} in {train_voc}: remove it from `classes`, or relax "
+            "the filters or limit that left it out (logs/extract_class and logs/select_class say how many it had)"
+        )
     for path, lines in ((out_train, train_lines), (out_val, val_lines), (out_classes, classes)):
         write_annotations(path, lines)
     print(train_stats.line("train.txt"), file=sys.stderr)

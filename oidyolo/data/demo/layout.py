@@ -91,10 +91,7 @@ def _split_summary(rendered: list[RenderedImage]) -> SplitSummary:
 
 def _write_metadata(root: Path, spec: DemoSpec) -> None:
     vf = version_files(spec.version)
-    classes = _resource("class-descriptions-boxable.csv")
-    if spec.version == "v7":  # the v7 file is the only one with a header row
-        classes = b"LabelName,DisplayName\n" + classes
-    write_bytes_atomic(root / vf.classes, classes)
+    write_bytes_atomic(root / vf.classes, _resource("class-descriptions-boxable.csv"))
     write_bytes_atomic(root / vf.hierarchy, _resource("bbox_labels_600_hierarchy.json"))
 
 
