@@ -1,4 +1,4 @@
-"""Snakemake adapter: every box of one class (and its subclasses) from the split's bbox CSV, streamed."""
+"""Snakemake adapter: every box of one class (and its subclasses) from the split's bbox CSV, by its index."""
 
 import sys
 from pathlib import Path
@@ -12,4 +12,6 @@ from oidyolo.runner import logged_step
 with logged_step(snakemake.log[0], "extract_class"):
     p = snakemake.params
     ClassCatalog.from_file(snakemake.input.catalog).mid(p.name)  # the source must know the class too
-    extract_class(snakemake.input.csv, p.mids, snakemake.output[0], strict=p.strict, label=p.name)
+    extract_class(
+        snakemake.input.csv, p.mids, snakemake.output[0], strict=p.strict, label=p.name, index=snakemake.input.index
+    )
