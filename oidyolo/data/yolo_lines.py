@@ -2,7 +2,9 @@
 
 Class ids follow the order of the configured classes. Boxes that round to zero width or height are dropped and
 counted (they give log(0) in the YOLO loss). Validation comes from its own Open Images split, or from a seeded
-fraction of the training split (by ImageID hash, so the partition is stable as images are added).
+fraction of the training split (by ImageID hash, so the partition is stable as images are added). An image left
+without boxes stays in ``val.txt`` as a bare path (keras-yolo3 reads it as an image with no objects), so that
+detections on it count as false positives; ``train.txt`` drops it.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from oidyolo.data.voc import read_voc
-from oidyolo.data.yolo_format import format_line, write_annotations
+import numpy as np
+
+from oidyolo.data.voc import VocObject, read_voc
+from oidyolo.data.yolo_format import AnnotationLine, format_line, write_annotations
 from oidyolo.errors import ConfigError, disk_full, is_disk_full
 
 
@@ -26,11 +30,18 @@ class LineStats:
     boxes: int = 0
     per_class: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
+    empty: int = 0  # images kept without boxes (validation)
 
     def line(self, label: str) -> str:
         classes = ", ".join(f"{k} {v}" for k, v in sorted(self.per_class.items()))
         dropped = ", ".join(f"{v} {k}" for k, v in self.dropped.items()) or "none"
-        return f"{label}: {self.images} images, {self.boxes} boxes ({classes}); dropped: {dropped}"
+        kept = f", {self.empty} of them without boxes" if self.empty else ""
+        return f"{label}: {self.images} images{kept}, {self.boxes} boxes ({classes}); dropped: {dropped}"
+
+
+def line_box(obj: VocObject) -> tuple[int, int, int, int]:
+    """The keras-yolo3 corners (0-based pixels) of a VOC object: the one place that knows our VOC edge convention."""
+    return obj.box
 
 
 def voc_files(voc_dir: str | Path) -> list[Path]:
@@ -45,6 +56,7 @@ def lines_for(
     *,
     include_difficult: bool = True,
     absolute_paths: bool = False,
+    keep_empty: bool = False,
 ) -> list[str]:
     ids = {name: i for i, name in enumerate(classes)}
     out = []
@@ -58,18 +70,19 @@ def lines_for(
             if obj.difficult and not include_difficult:
                 stats.dropped["difficult boxes"] += 1
                 continue
-            x1, y1, x2, y2 = obj.box
+            x1, y1, x2, y2 = line_box(obj)
             if x2 <= x1 or y2 <= y1:
                 stats.dropped["zero-size boxes"] += 1
                 continue
             boxes.append((x1, y1, x2, y2, ids[obj.name]))
             stats.per_class[obj.name] += 1
-        if not boxes:
+        if not boxes and not keep_empty:
             stats.dropped["images left without boxes"] += 1
             continue
         path = os.path.abspath(ann.path) if absolute_paths else ann.path
         out.append(format_line(path, boxes))
         stats.images += 1
+        stats.empty += not boxes
         stats.boxes += len(boxes)
     return out
 
@@ -107,9 +120,9 @@ def build_annotations(
     opts = {"include_difficult": include_difficult, "absolute_paths": absolute_paths}
     train_stats, val_stats = LineStats(), LineStats()
     train_lines = lines_for(train_paths, classes, train_stats, **opts)
-    val_lines = lines_for(val_paths, classes, val_stats, **opts)
-    for lines, name in ((train_lines, "training"), (val_lines, "validation")):
-        if not lines:
+    val_lines = lines_for(val_paths, classes, val_stats, **opts, keep_empty=True)
+    for stats, name in ((train_stats, "training"), (val_stats, "validation")):
+        if not stats.boxes:
             raise ConfigError(f"the {name} set is empty: no image with boxes of {', '.join(classes)}")
     for path, lines in ((out_train, train_lines), (out_val, val_lines), (out_classes, classes)):
         try:
@@ -122,3 +135,40 @@ def build_annotations(
     print(train_stats.line("train.txt"), file=sys.stderr)
     print(val_stats.line("val.txt"), file=sys.stderr)
     return train_stats, val_stats
+
+
+def evaluation_truth(
+    line: AnnotationLine, voc_path: str | Path | None, classes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ground truth of one validation image: ``(boxes (N, 4), classes (N,), ignore (N,))`` in line pixels.
+
+    A line box is an ignore region (difficult or group-of) when its VOC object of the *same class* at the same
+    corners is marked so: a group-of Person box never turns an Apple box at the same place into one. Marked VOC
+    objects of known classes that the line lacks (``include_difficult: false`` drops them from ``val.txt``) are
+    added as ignore regions, so a detection on them is not a false positive.
+    """
+    boxes = line.boxes[:, :4].astype(np.int64)
+    cls = line.boxes[:, 4].astype(np.int64)
+    ignore = np.zeros(len(boxes), bool)
+    if voc_path is None or not Path(voc_path).is_file():
+        return boxes, cls, ignore
+    ids = {name: i for i, name in enumerate(classes)}
+    plain: Counter[tuple] = Counter()
+    marked: Counter[tuple] = Counter()
+    for obj in read_voc(voc_path).objects:
+        if obj.name in ids:
+            (marked if obj.difficult or obj.group_of else plain)[(*line_box(obj), ids[obj.name])] += 1
+    for i, (box, c) in enumerate(zip(boxes.tolist(), cls.tolist(), strict=True)):
+        key = (*box, c)
+        if plain[key]:  # the same box twice in a class, once marked: the unmarked one is matched first
+            plain[key] -= 1
+        elif marked[key]:
+            marked[key] -= 1
+            ignore[i] = True
+    extra = [key for key, n in marked.items() for _ in range(n) if key[2] > key[0] and key[3] > key[1]]
+    if extra:
+        more = np.array(extra, np.int64).reshape(-1, 5)
+        boxes = np.concatenate([boxes, more[:, :4]])
+        cls = np.concatenate([cls, more[:, 4]])
+        ignore = np.concatenate([ignore, np.ones(len(more), bool)])
+    return boxes, cls, ignore
