@@ -21,7 +21,7 @@ import numpy as np
 
 from oidyolo.data.voc import VocObject, read_voc
 from oidyolo.data.yolo_format import AnnotationLine, format_line, write_annotations
-from oidyolo.errors import ConfigError, disk_full, is_disk_full
+from oidyolo.errors import ConfigError, DataFormatError, disk_full, is_disk_full
 
 
 @dataclass
@@ -137,6 +137,38 @@ def build_annotations(
     return train_stats, val_stats
 
 
+def find_voc(line: AnnotationLine, voc_dirs: Sequence[str | Path]) -> Path:
+    """The VOC file of a line's image (by its stem) in one of ``voc_dirs``."""
+    stem = Path(line.path).stem
+    for d in voc_dirs:
+        if (path := Path(d) / f"{stem}.xml").is_file():
+            return path
+    raise DataFormatError(f"{line.path}: no VOC file {stem}.xml in {', '.join(str(d) for d in voc_dirs)}")
+
+
+def match_objects(
+    line: AnnotationLine, objects: Sequence[VocObject], classes: Sequence[str]
+) -> tuple[list[VocObject | None], list[tuple[tuple[int, ...], int]]]:
+    """For each line box, its VOC object: same class, same corners (an unmarked one before a difficult or group-of
+    one). Also the marked objects of known classes that no line box took, as ``(corners, class id)``."""
+    ids = {name: i for i, name in enumerate(classes)}
+    by_key: dict[tuple, list[VocObject]] = {}
+    for obj in sorted(objects, key=lambda o: o.difficult or o.group_of):  # stable: unmarked first
+        if obj.name in ids:
+            by_key.setdefault((*line_box(obj), ids[obj.name]), []).append(obj)
+    matched: list[VocObject | None] = []
+    for row in line.boxes.tolist():  # x1, y1, x2, y2, class id: the key itself
+        objs = by_key.get(tuple(row))
+        matched.append(objs.pop(0) if objs else None)
+    left = [
+        (key[:4], key[4])
+        for key, objs in by_key.items()
+        for o in objs
+        if (o.difficult or o.group_of) and key[2] > key[0] and key[3] > key[1]
+    ]
+    return matched, left
+
+
 def evaluation_truth(
     line: AnnotationLine, voc_path: str | Path | None, classes: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -149,26 +181,12 @@ def evaluation_truth(
     """
     boxes = line.boxes[:, :4].astype(np.int64)
     cls = line.boxes[:, 4].astype(np.int64)
-    ignore = np.zeros(len(boxes), bool)
     if voc_path is None or not Path(voc_path).is_file():
-        return boxes, cls, ignore
-    ids = {name: i for i, name in enumerate(classes)}
-    plain: Counter[tuple] = Counter()
-    marked: Counter[tuple] = Counter()
-    for obj in read_voc(voc_path).objects:
-        if obj.name in ids:
-            (marked if obj.difficult or obj.group_of else plain)[(*line_box(obj), ids[obj.name])] += 1
-    for i, (box, c) in enumerate(zip(boxes.tolist(), cls.tolist(), strict=True)):
-        key = (*box, c)
-        if plain[key]:  # the same box twice in a class, once marked: the unmarked one is matched first
-            plain[key] -= 1
-        elif marked[key]:
-            marked[key] -= 1
-            ignore[i] = True
-    extra = [key for key, n in marked.items() for _ in range(n) if key[2] > key[0] and key[3] > key[1]]
-    if extra:
-        more = np.array(extra, np.int64).reshape(-1, 5)
-        boxes = np.concatenate([boxes, more[:, :4]])
-        cls = np.concatenate([cls, more[:, 4]])
-        ignore = np.concatenate([ignore, np.ones(len(more), bool)])
+        return boxes, cls, np.zeros(len(boxes), bool)
+    matched, left = match_objects(line, read_voc(voc_path).objects, classes)
+    ignore = np.array([o is not None and (o.difficult or o.group_of) for o in matched], bool)
+    if left:
+        boxes = np.concatenate([boxes, np.array([box for box, _ in left], np.int64)])
+        cls = np.concatenate([cls, np.array([c for _, c in left], np.int64)])
+        ignore = np.concatenate([ignore, np.ones(len(left), bool)])
     return boxes, cls, ignore
