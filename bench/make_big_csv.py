@@ -4,9 +4,9 @@ Layout as ``oidv6-train-annotations-bbox.csv``: the real header, rows grouped an
 hex characters), about 8 boxes per image, LabelName drawn from the 601 real boxable MIDs with Zipf-like
 frequencies, and the classes the benchmarks select at realistic shares (Apple ``/m/014j1m`` ~0.10 %, Orange
 ``/m/0cyhj_`` ~0.15 % of rows, and Person ``/m/01g317`` with ~1.28M boxes, 8.76 %, as the biggest real classes
-(Person, Man, Tree, Clothing) have in the real train CSV). Coordinates have 6 decimals with XMin < XMax and YMin < YMax, attributes are in
-{0, 1, -1}; ~92 % of rows are ``xclick`` rows with 8 XClick values, the rest ``activemil`` with XClicks of -1
-(real rows average 154.6 bytes; these average ~152).
+(Person, Man, Tree, Clothing) have in the real train CSV). Coordinates have 6 decimals with XMin < XMax and
+YMin < YMax, attributes are in {0, 1, -1}; ~92 % of rows are ``xclick`` rows with 8 XClick values, the rest
+``activemil`` with XClicks of -1 (real rows average 154.6 bytes; these average ~152).
 
 Everything is vectorised with numpy: each block of rows is built as a fixed-width byte matrix with NUL padding,
 the padding is dropped with one mask, and the block is written at once (about 30-60 s for the full file on one core).
