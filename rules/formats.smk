@@ -2,11 +2,6 @@
 # group-of flags). Not in the default target: `snakemake results/coco/val.json` or `snakemake results/ultralytics`.
 
 
-def export_voc_dirs(wildcards):
-    """The VOC folders the exported lines come from (validation may be carved out of the train split)."""
-    return sorted({f"results/voc/{PLAN.train_split}", val_voc_dir(wildcards)})
-
-
 rule coco:
     input:
         lines="results/yolo/{part}.txt",
