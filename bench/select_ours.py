@@ -1,16 +1,27 @@
-"""Driver for select_bench.py: our class extraction, as the workflow's ``extract_class`` rule runs it.
+"""Driver for select_bench.py / select_index_bench.py: our class extraction, as the workflow's rules run it.
 
-    python bench/select_ours.py CSV OUT.parquet MID [MID ...]
+    python bench/select_ours.py CSV OUT.parquet MID [MID ...]                 # byte scan of the CSV
+    python bench/select_ours.py --index DIR CSV OUT.parquet MID [MID ...]     # the extract_class job: via the index
+    python bench/select_ours.py --build-index DIR CSV                         # the index_boxes job
 
-Calls :func:`oidyolo.data.select.extract_class` (streaming byte scan, pyarrow parse and validation, parquet write)
-in this fresh interpreter, so the measured time includes start-up and imports.
+Calls :func:`oidyolo.data.select.extract_class` (or :func:`oidyolo.data.boxes.build_index`) in this fresh
+interpreter, so the measured time includes start-up and imports.
 """
 
 import sys
 
-from oidyolo.data.select import extract_class
-
 if __name__ == "__main__":
-    csv_path, out, *mids = sys.argv[1:]
-    table = extract_class(csv_path, mids, out, label="bench")
+    args = sys.argv[1:]
+    if args[0] == "--build-index":
+        from oidyolo.data.boxes import build_index
+
+        print(sum(build_index(args[2], args[1]).values()))
+        sys.exit(0)
+    index = None
+    if args[0] == "--index":
+        index, args = args[1], args[2:]
+    from oidyolo.data.select import extract_class
+
+    csv_path, out, *mids = args
+    table = extract_class(csv_path, mids, out, label="bench", index=index)
     print(table.num_rows)

@@ -64,6 +64,11 @@ def val_voc_dir(wildcards):
     return f"results/voc/{PLAN.val_split or PLAN.train_split}"
 
 
+def export_voc_dirs(wildcards):
+    """The VOC folders the exported lines come from (validation may be carved out of the train split)."""
+    return sorted({f"results/voc/{PLAN.train_split}", val_voc_dir(wildcards)})
+
+
 def pretrained_start(wildcards):
     return (
         [rules.convert_darknet.output[0]] if config["train"]["darknet_weights"] else []

@@ -1,11 +1,28 @@
-# Stage 2: class CSVs. One streaming scan of the split's bbox CSV per class keeps every box of the class (and,
-# with expand_hierarchy, of its subclasses); selection then applies the filters and the seeded image limit, so
-# changing those never rescans the big file.
+# Stage 2: class CSVs. One pass indexes the split's bbox CSV by LabelName (for every class, so adding a class
+# leaves it as it is); each class's extraction then reads only its own rows (and, with expand_hierarchy, its
+# subclasses'); selection applies the filters and the seeded image limit, so changing those never rescans.
+
+
+rule index_boxes:
+    input:
+        split_boxes_csv,
+    output:
+        directory("results/index/{split}"),
+    log:
+        "logs/index_boxes/{split}.log",
+    benchmark:
+        "benchmarks/index_boxes/{split}.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: 2
+    script:
+        "../workflow_scripts/index_boxes.py"
 
 
 rule extract_class:
     input:
         csv=split_boxes_csv,
+        index=rules.index_boxes.output[0],
         catalog=rules.fetch_catalog.output.classes,
     output:
         "results/boxes/{split}/{cls}.parquet",

@@ -28,7 +28,16 @@ BASE = test_config()  # tests/configs/demo.yaml, as the local workflow test runs
 CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
 PROFILE = ROOT / "profiles" / "slurm"
 LOCAL_RULES = {"demo_source", "fetch_catalog", "fetch_boxes", "download_images"}  # `localrules:` in rules/
-SLURM_RULES = {"extract_class", "select_class", "voc", "yolo_annotations", "anchors", "train", "evaluate"}
+SLURM_RULES = {
+    "index_boxes",
+    "extract_class",
+    "select_class",
+    "voc",
+    "yolo_annotations",
+    "anchors",
+    "train",
+    "evaluate",
+}
 SLURM_RULES |= {"dataset_report", "training_report"}
 SLURM_TOOLS = {"sinfo", "squeue", "sacct", "sbatch", "scontrol", "srun", "scancel", "sacctmgr", "sshare", "salloc"}
 SLURM_TOOLS |= {"sattach", "sbcast", "scrontab", "sdiag", "sprio", "sreport", "sstat", "strigger", "sview"}

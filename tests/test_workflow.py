@@ -146,7 +146,7 @@ def test_adding_a_class_reruns_only_that_class_and_the_merges(run):
         for s in ("train", "validation")
     }
     assert rules.count("voc") == 2 and "yolo_annotations" in rules
-    assert not {"demo_source", "fetch_boxes", "fetch_catalog"} & set(rules)
+    assert not {"demo_source", "fetch_boxes", "fetch_catalog", "index_boxes"} & set(rules)
 
 
 @pytest.mark.parametrize(
@@ -158,6 +158,7 @@ def test_selection_edits_rerun_selection_onwards_without_rescanning(run, edit):
     rules = [rule for rule, _ in planned(run, {**BASE, **edit})]
     assert "select_class" in rules and "yolo_annotations" in rules
     assert "extract_class" not in rules and "fetch_boxes" not in rules and "demo_source" not in rules
+    assert "index_boxes" not in rules
 
 
 def test_training_edits_rerun_training_and_what_follows_only(run):

@@ -1,4 +1,4 @@
-"""Snakemake adapter: every box of one class (and its subclasses) from the split's bbox CSV, streamed."""
+"""Snakemake adapter: every box of one class (and its subclasses) from the split's bbox CSV, by its index."""
 
 import sys
 from pathlib import Path
@@ -15,6 +15,8 @@ with logged_step(snakemake.log[0], "extract_class"):
     catalog.mid(p.name)  # the source must know the class too
     if p.ceded:  # overlapping hierarchy requests: each MID goes to the most specific requested class
         print(ceded_line(p.name, p.ceded, catalog))
-    table = extract_class(snakemake.input.csv, p.mids, snakemake.output[0], strict=p.strict, label=p.name)
+    table = extract_class(
+        snakemake.input.csv, p.mids, snakemake.output[0], strict=p.strict, label=p.name, index=snakemake.input.index
+    )
     if not table.num_rows:
         warn(f"class {p.name!r} has no boxes in the {snakemake.wildcards.split} split ({snakemake.input.csv})")

@@ -99,10 +99,16 @@ def select_images(
 
 
 def extract_class(
-    csv_path: str | Path, mids: Sequence[str], out_parquet: str | Path, *, strict: bool = False, label: str = ""
+    csv_path: str | Path,
+    mids: Sequence[str],
+    out_parquet: str | Path,
+    *,
+    strict: bool = False,
+    label: str = "",
+    index: str | Path | None = None,
 ) -> pa.Table:
-    """Scan the big CSV for ``mids`` and write every valid box to ``out_parquet`` (unfiltered, unlimited)."""
-    table, bad = scan_boxes(csv_path, mids, strict=strict)
+    """Scan the big CSV (or read its ``index``) for ``mids``; write every valid box to ``out_parquet``."""
+    table, bad = scan_boxes(csv_path, mids, strict=strict, index=index)
     print(f"{label or ', '.join(mids)}: {table.num_rows} boxes from {csv_path}", file=sys.stderr)
     if bad.total:
         print(f"warning: skipped {bad.total} bad rows in {csv_path}: {bad.summary()}", file=sys.stderr)

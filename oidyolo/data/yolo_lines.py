@@ -2,7 +2,9 @@
 
 Class ids follow the order of the configured classes. Boxes that round to zero width or height are dropped and
 counted (they give log(0) in the YOLO loss). Validation comes from its own Open Images split, or from a seeded
-fraction of the training split (by ImageID hash, so the partition is stable as images are added).
+fraction of the training split (by ImageID hash, so the partition is stable as images are added). An image left
+without boxes stays in ``val.txt`` as a bare path (keras-yolo3 reads it as an image with no objects), so that
+detections on it count as false positives; ``train.txt`` drops it.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from oidyolo.data.voc import read_voc
-from oidyolo.data.yolo_format import format_line, write_annotations
-from oidyolo.errors import ConfigError
+import numpy as np
+
+from oidyolo.data.voc import VocObject, read_voc
+from oidyolo.data.yolo_format import AnnotationLine, format_line, write_annotations
+from oidyolo.errors import ConfigError, DataFormatError
 
 
 @dataclass
@@ -26,11 +30,18 @@ class LineStats:
     boxes: int = 0
     per_class: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
+    empty: int = 0  # images kept without boxes (validation)
 
     def line(self, label: str) -> str:
         classes = ", ".join(f"{k} {v}" for k, v in sorted(self.per_class.items()))
         dropped = ", ".join(f"{v} {k}" for k, v in self.dropped.items()) or "none"
-        return f"{label}: {self.images} images, {self.boxes} boxes ({classes}); dropped: {dropped}"
+        kept = f", {self.empty} of them without boxes" if self.empty else ""
+        return f"{label}: {self.images} images{kept}, {self.boxes} boxes ({classes}); dropped: {dropped}"
+
+
+def line_box(obj: VocObject) -> tuple[int, int, int, int]:
+    """The keras-yolo3 corners (0-based pixels) of a VOC object: the one place that knows our VOC edge convention."""
+    return obj.box
 
 
 def voc_files(voc_dir: str | Path) -> list[Path]:
@@ -45,6 +56,7 @@ def lines_for(
     *,
     include_difficult: bool = True,
     absolute_paths: bool = False,
+    keep_empty: bool = False,
 ) -> list[str]:
     ids = {name: i for i, name in enumerate(classes)}
     out = []
@@ -58,18 +70,19 @@ def lines_for(
             if obj.difficult and not include_difficult:
                 stats.dropped["difficult boxes"] += 1
                 continue
-            x1, y1, x2, y2 = obj.box
+            x1, y1, x2, y2 = line_box(obj)
             if x2 <= x1 or y2 <= y1:
                 stats.dropped["zero-size boxes"] += 1
                 continue
             boxes.append((x1, y1, x2, y2, ids[obj.name]))
             stats.per_class[obj.name] += 1
-        if not boxes:
+        if not boxes and not keep_empty:
             stats.dropped["images left without boxes"] += 1
             continue
         path = os.path.abspath(ann.path) if absolute_paths else ann.path
         out.append(format_line(path, boxes))
         stats.images += 1
+        stats.empty += not boxes
         stats.boxes += len(boxes)
     return out
 
@@ -107,9 +120,9 @@ def build_annotations(
     opts = {"include_difficult": include_difficult, "absolute_paths": absolute_paths}
     train_stats, val_stats = LineStats(), LineStats()
     train_lines = lines_for(train_paths, classes, train_stats, **opts)
-    val_lines = lines_for(val_paths, classes, val_stats, **opts)
-    for lines, name in ((train_lines, "training"), (val_lines, "validation")):
-        if not lines:
+    val_lines = lines_for(val_paths, classes, val_stats, **opts, keep_empty=True)
+    for stats, name in ((train_stats, "training"), (val_stats, "validation")):
+        if not stats.boxes:
             raise ConfigError(f"the {name} set is empty: no image with boxes of {', '.join(classes)}")
     if empty := [c for c in classes if not train_stats.per_class[c]]:  # a class YOLO would never see an example of
         raise ConfigError(
@@ -121,3 +134,58 @@ def build_annotations(
     print(train_stats.line("train.txt"), file=sys.stderr)
     print(val_stats.line("val.txt"), file=sys.stderr)
     return train_stats, val_stats
+
+
+def find_voc(line: AnnotationLine, voc_dirs: Sequence[str | Path]) -> Path:
+    """The VOC file of a line's image (by its stem) in one of ``voc_dirs``."""
+    stem = Path(line.path).stem
+    for d in voc_dirs:
+        if (path := Path(d) / f"{stem}.xml").is_file():
+            return path
+    raise DataFormatError(f"{line.path}: no VOC file {stem}.xml in {', '.join(str(d) for d in voc_dirs)}")
+
+
+def match_objects(
+    line: AnnotationLine, objects: Sequence[VocObject], classes: Sequence[str]
+) -> tuple[list[VocObject | None], list[tuple[tuple[int, ...], int]]]:
+    """For each line box, its VOC object: same class, same corners (an unmarked one before a difficult or group-of
+    one). Also the marked objects of known classes that no line box took, as ``(corners, class id)``."""
+    ids = {name: i for i, name in enumerate(classes)}
+    by_key: dict[tuple, list[VocObject]] = {}
+    for obj in sorted(objects, key=lambda o: o.difficult or o.group_of):  # stable: unmarked first
+        if obj.name in ids:
+            by_key.setdefault((*line_box(obj), ids[obj.name]), []).append(obj)
+    matched: list[VocObject | None] = []
+    for row in line.boxes.tolist():  # x1, y1, x2, y2, class id: the key itself
+        objs = by_key.get(tuple(row))
+        matched.append(objs.pop(0) if objs else None)
+    left = [
+        (key[:4], key[4])
+        for key, objs in by_key.items()
+        for o in objs
+        if (o.difficult or o.group_of) and key[2] > key[0] and key[3] > key[1]
+    ]
+    return matched, left
+
+
+def evaluation_truth(
+    line: AnnotationLine, voc_path: str | Path | None, classes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ground truth of one validation image: ``(boxes (N, 4), classes (N,), ignore (N,))`` in line pixels.
+
+    A line box is an ignore region (difficult or group-of) when its VOC object of the *same class* at the same
+    corners is marked so: a group-of Person box never turns an Apple box at the same place into one. Marked VOC
+    objects of known classes that the line lacks (``include_difficult: false`` drops them from ``val.txt``) are
+    added as ignore regions, so a detection on them is not a false positive.
+    """
+    boxes = line.boxes[:, :4].astype(np.int64)
+    cls = line.boxes[:, 4].astype(np.int64)
+    if voc_path is None or not Path(voc_path).is_file():
+        return boxes, cls, np.zeros(len(boxes), bool)
+    matched, left = match_objects(line, read_voc(voc_path).objects, classes)
+    ignore = np.array([o is not None and (o.difficult or o.group_of) for o in matched], bool)
+    if left:
+        boxes = np.concatenate([boxes, np.array([box for box, _ in left], np.int64)])
+        cls = np.concatenate([cls, np.array([c for _, c in left], np.int64)])
+        ignore = np.concatenate([ignore, np.ones(len(left), bool)])
+    return boxes, cls, ignore

@@ -2,8 +2,9 @@
 counts, a precision-recall plot and a few validation images with predicted and true boxes.
 
 Detections are kept down to a low score threshold (0.001) so the precision-recall curve is not cut short. Ground
-truth comes from the annotation file; with the VOC folder given, boxes marked group-of or difficult there are
-"ignore" regions (a detection on them is neither a hit nor a false positive).
+truth comes from the annotation file (images without boxes included); with the VOC folder given, boxes marked
+group-of or difficult there, per class, are "ignore" regions (a detection on them is neither a hit nor a false
+positive): :func:`oidyolo.data.yolo_lines.evaluation_truth`.
 """
 
 from __future__ import annotations
@@ -13,26 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from oidyolo.data.voc import read_voc
 from oidyolo.data.yolo_format import read_annotations
+from oidyolo.data.yolo_lines import evaluation_truth
 from oidyolo.yolo.metrics import evaluate_detections, plot_pr_curves, precision_recall_curves
 from oidyolo.yolo.modelspec import load_body
 from oidyolo.yolo.predict import detect, draw
-
-
-def _ignore_flags(line, voc_dir: Path | None) -> np.ndarray:
-    flags = np.zeros(len(line.boxes), dtype=bool)
-    if voc_dir is None:
-        return flags
-    voc = voc_dir / f"{Path(line.path).stem}.xml"
-    if not voc.is_file():
-        return flags
-    marked = {tuple(o.box) for o in read_voc(voc).objects if o.group_of or o.difficult}
-    for i, box in enumerate(line.boxes):
-        flags[i] = tuple(int(v) for v in box[:4]) in marked
-    return flags
 
 
 def evaluate(
@@ -64,10 +50,11 @@ def evaluate(
     truth, found = [], []
     for line, d in zip(lines, dets, strict=True):
         image_id = Path(line.path).stem
+        boxes, classes, ignore = evaluation_truth(line, voc / f"{image_id}.xml" if voc else None, spec.classes)
         truth.append(
             {
-                "image_id": image_id, "width": d.width, "height": d.height, "boxes": line.boxes[:, :4].astype(float),
-                "classes": line.boxes[:, 4], "ignore": _ignore_flags(line, voc),
+                "image_id": image_id, "width": d.width, "height": d.height, "boxes": boxes.astype(float),
+                "classes": classes, "ignore": ignore,
             }
         )  # fmt: skip
         found.append({"image_id": image_id, "boxes": d.boxes, "scores": d.scores, "classes": d.classes})

@@ -1,0 +1,70 @@
+"""The per-split bbox index: extraction through it must give what the byte scan gives, for any layout."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import APPLE, BANANA, ORANGE, V6_COLUMNS, v6_row, write_csv
+from hypothesis import example, given
+from test_properties import SETTINGS, csv_files
+
+from oidyolo.data.boxes import build_index, iter_indexed_lines, iter_matching_lines, scan_boxes
+from oidyolo.errors import DataFormatError
+
+IDS = [f"{i:016x}" for i in range(1, 400)]
+
+
+def _same(path, index, mids, window=64 << 20):
+    direct, bad_direct = scan_boxes(path, mids, window=window)
+    indexed, bad_indexed = scan_boxes(path, mids, window=window, index=index, chunk_lines=7)
+    assert indexed.to_pylist() == direct.to_pylist()
+    assert dict(bad_indexed.counts) == dict(bad_direct.counts)
+    return indexed
+
+
+@SETTINGS
+@given(csv_files())
+@example((b"ImageID,XMin,XMax,YMin,YMax,C0,LabelName,C2\n0,1,1,1,1,/m/01,/m/01,/m/01", ["/m/01"], 6, 8, 4096))
+def test_indexed_extraction_equals_the_byte_scan(tmp_path, args):
+    data, mids, _, _, window = args
+    path = tmp_path / "b.csv"
+    path.write_bytes(data)
+    index = tmp_path / "idx"
+    build_index(path, index, window=window if window >= 4096 else 4096)
+    _same(path, index, mids, window=window)
+
+
+def test_index_files_every_row_once_in_file_order(tmp_path):
+    rows = [v6_row(IDS[i], [APPLE, ORANGE, BANANA][i % 3] if i % 11 else APPLE) for i in range(399)]
+    path = write_csv(tmp_path / "b.csv", V6_COLUMNS, rows)
+    # a 4 KiB window (the smallest) puts hundreds of window edges through lines, on two threads
+    counts = build_index(path, tmp_path / "idx", window=4096)
+    assert counts == {m: sum(f",{m}," in r for r in rows) for m in (APPLE, ORANGE, BANANA)}
+    lines = list(iter_indexed_lines(path, tmp_path / "idx", [BANANA, APPLE], window=4096))
+    assert lines == list(iter_matching_lines(path, [APPLE, BANANA]))
+
+
+def test_malformed_crlf_and_unicode_lines_are_reported_as_by_the_scan(tmp_path):
+    good = [v6_row(IDS[i], APPLE) for i in range(5)]
+    odd = [
+        good[0],  # a duplicate
+        f"{IDS[9]},xclick,{APPLE},1,0.1,0.2",  # truncated
+        f"{IDS[10]},xclick,{APPLE},1,0.1,0.2,0.1,0.2,0,0,0,0,0,1,1,1,1,1,1,1,1,9",  # one field too many
+        v6_row(IDS[11], APPLE).replace("xclick", "xcl\u00efck"),  # non-ASCII
+        v6_row(IDS[12], APPLE).replace("xclick", "x" * 70),  # LabelName past the indexed prefix
+        v6_row("nothex!!nothex!!", APPLE),
+        "",
+    ]
+    path = tmp_path / "b.csv"
+    path.write_bytes(("\r\n".join([V6_COLUMNS, *good, *odd]) + "\r\n").encode())
+    build_index(path, tmp_path / "idx")
+    table = _same(path, tmp_path / "idx", [APPLE])
+    assert table.num_rows == 6  # the five good rows and the one with the long Source
+
+
+def test_an_index_of_another_file_is_refused(tmp_path):
+    path = write_csv(tmp_path / "b.csv", V6_COLUMNS, [v6_row(IDS[0], APPLE)])
+    build_index(path, tmp_path / "idx")
+    with path.open("a") as fh:
+        fh.write(v6_row(IDS[1], APPLE) + "\n")
+    with pytest.raises(DataFormatError, match="built for another file"):
+        scan_boxes(path, [APPLE], index=tmp_path / "idx")
