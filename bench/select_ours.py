@@ -11,6 +11,9 @@ interpreter, so the measured time includes start-up and imports.
 import sys
 
 if __name__ == "__main__":
+    from oidyolo.data.boxes import block_pandas
+
+    block_pandas()  # as the workflow's adapters do
     args = sys.argv[1:]
     if args[0] == "--build-index":
         from oidyolo.data.boxes import build_index

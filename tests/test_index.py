@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from conftest import APPLE, BANANA, ORANGE, V6_COLUMNS, v6_row, write_csv
 from hypothesis import example, given
@@ -68,3 +72,12 @@ def test_an_index_of_another_file_is_refused(tmp_path):
         fh.write(v6_row(IDS[1], APPLE) + "\n")
     with pytest.raises(DataFormatError, match="built for another file"):
         scan_boxes(path, [APPLE], index=tmp_path / "idx")
+
+
+def test_block_pandas_keeps_pyarrow_from_importing_it():
+    code = (
+        "import sys; from oidyolo.data.boxes import block_pandas; block_pandas(); import pyarrow as pa;"
+        "pa.array(['x']); assert 'pandas' not in sys.modules; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+    assert out.stdout.strip() == "ok", out.stderr

@@ -5,8 +5,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
+from oidyolo.data.boxes import block_pandas
 from oidyolo.data.select import select_class
 from oidyolo.runner import logged_step, warn
+
+block_pandas()  # pyarrow would import it (~0.45 s per job)
 
 with logged_step(snakemake.log[0], "select_class"):
     p = snakemake.params
