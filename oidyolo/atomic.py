@@ -10,6 +10,7 @@ deletes the ones a killed run left behind.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 import time
@@ -53,6 +54,33 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+def atomic_dir(path: str | os.PathLike, build: Callable[[Path], object]) -> None:
+    """Call ``build(tmp)`` to fill a fresh temporary folder, then put it in place of the folder ``path``.
+
+    Readers see the old folder or the new one, never a half-built one (between the two renames ``path`` is briefly
+    absent); on failure the temporary folder is removed and the old one kept.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        build(tmp)
+        if path.exists():
+            old = temp_path(path, ".old")
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(err):
+            raise disk_full(path, err) from err  # type: ignore[arg-type]
+        raise
+
+
 def remove_stale_parts(folder: Path, *, max_age_s: float = 86_400) -> int:
     """Delete temporaries left by killed runs in ``folder``: this host's whose process is gone, or any older than
     ``max_age_s``. Returns how many were removed."""
@@ -64,7 +92,7 @@ def remove_stale_parts(folder: Path, *, max_age_s: float = 86_400) -> int:
         stale = host == HOST and pid.isdigit() and not _alive(int(pid))
         try:
             if stale or now - part.stat().st_mtime > max_age_s:
-                part.unlink()
+                shutil.rmtree(part) if part.is_dir() else part.unlink()
                 removed += 1
         except FileNotFoundError:
             pass

@@ -191,6 +191,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _retries(text: str) -> int:
+    """``--retries``: 0..20, as ``download.retries`` in the schema."""
+    if not text.strip().isdigit() or int(text) > 20:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of retries between 0 and 20")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m oidyolo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -218,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", action="append", default=[], help="train, validation or test (repeatable)")
     p.add_argument("--no-verify", dest="verify", action="store_false", help="skip published size/md5 checks")
     p.add_argument("--timeout", type=_seconds, default=60.0, help="seconds a request may stall before a retry")
-    p.add_argument("--retries", type=int, default=5, help="retries per request (each one try of --timeout)")
+    p.add_argument("--retries", type=_retries, default=5, help="retries per request (each one try of --timeout)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_fetch)
 
@@ -241,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default="data/images")
     p.add_argument("--manifest", required=True)
     p.add_argument("--workers", type=int, default=32)
-    p.add_argument("--retries", type=int, default=5)
+    p.add_argument("--retries", type=_retries, default=5, help="retries per request (each one try of --timeout)")
     p.add_argument("--max-missing", type=float, default=0.05)
     p.add_argument("--timeout", type=_seconds, default=60.0, help="seconds a request may stall before a retry")
     p.set_defaults(func=_cmd_download)

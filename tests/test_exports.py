@@ -133,4 +133,4 @@ def test_ultralytics_background_image_gets_an_empty_label_file(tmp_path):
     # a box over the whole width: cx 0.5, w 1; the top half: cy 0.25, h 0.5 (400 x 200 image)
     assert (tmp_path / "u/labels/val/a.txt").read_text().split() == ["0", "0.500000", "0.250000", "1.000000",
                                                                       "0.500000"]  # fmt: skip
-    assert not (tmp_path / "u.part").exists()
+    assert not list(tmp_path.glob(".u.*"))  # no temporary folder left beside it

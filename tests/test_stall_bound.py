@@ -110,3 +110,10 @@ def test_library_retries_are_off_under_ours():
     assert mine.options["config_kwargs"]["retries"] == {"max_attempts": 3}  # an explicit option wins
     http = with_timeout(Remote("https://example.org/x"), None)
     assert "timeout" not in http.options["client_kwargs"] and callable(http.options["get_client"])
+
+
+@pytest.mark.parametrize("command", ["download", "fetch"])
+def test_retries_out_of_range_are_refused(tmp_path, command):
+    args = ["x.csv", "--split", "train", "--manifest", "m"] if command == "download" else ["--out", str(tmp_path)]
+    proc, _ = _run([command, *args, "--retries", "-1"])
+    assert proc.returncode == 2 and "between 0 and 20" in proc.stderr and "Traceback" not in proc.stderr

@@ -14,7 +14,6 @@ import json
 import mmap
 import os
 import re
-import shutil
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -29,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from numpy.lib.stride_tricks import sliding_window_view
 
+from oidyolo.atomic import atomic_dir
 from oidyolo.errors import DataFormatError
 
 REQUIRED = ("ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax")
@@ -241,27 +241,26 @@ def build_index(path: str | Path, out_dir: str | Path, *, window: int = 32 << 20
                     groups.setdefault(key, []).append(value)
     keys = sorted(groups, key=lambda k: (k == _MISC, k))
     total = sum(len(o) for k in keys for o, _ in groups[k])
-    tmp = out_dir.with_name(out_dir.name + ".part")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     ranges: dict[str, list[int]] = {}
-    at = 0
-    # Streamed into two .npy files (written, not memory-mapped: mapped dirty pages would count as resident).
-    with open(tmp / "offsets.npy", "wb") as fo, open(tmp / "lengths.npy", "wb") as fl:
-        for fh_, dtype in ((fo, "<i8"), (fl, "<u4")):
-            np.lib.format.write_array_header_1_0(fh_, {"descr": dtype, "fortran_order": False, "shape": (total,)})
-        for key in keys:
-            lo = at
-            for o, n in groups.pop(key):
-                fo.write(o.astype("<i8").tobytes())
-                fl.write(n.astype("<u4").tobytes())
-                at += len(o)
-            ranges["" if key == _MISC else key.decode("utf-8", "surrogateescape")] = [lo, at]
-    misc = ranges.pop("", [at, at])
-    meta = {"format": INDEX_FORMAT, "csv_bytes": size, "columns": header.columns, "labels": ranges, "misc": misc}
-    (tmp / "index.json").write_text(json.dumps(meta))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+
+    def write(tmp: Path) -> None:
+        at = 0
+        # Streamed into two .npy files (written, not memory-mapped: mapped dirty pages would count as resident).
+        with open(tmp / "offsets.npy", "wb") as fo, open(tmp / "lengths.npy", "wb") as fl:
+            for fh_, dtype in ((fo, "<i8"), (fl, "<u4")):
+                np.lib.format.write_array_header_1_0(fh_, {"descr": dtype, "fortran_order": False, "shape": (total,)})
+            for key in keys:
+                lo = at
+                for o, n in groups.pop(key):
+                    fo.write(o.astype("<i8").tobytes())
+                    fl.write(n.astype("<u4").tobytes())
+                    at += len(o)
+                ranges["" if key == _MISC else key.decode("utf-8", "surrogateescape")] = [lo, at]
+        misc = ranges.pop("", [at, at])
+        meta = {"format": INDEX_FORMAT, "csv_bytes": size, "columns": header.columns, "labels": ranges, "misc": misc}
+        (tmp / "index.json").write_text(json.dumps(meta))
+
+    atomic_dir(out_dir, write)
     return {name: hi - lo for name, (lo, hi) in ranges.items()}
 
 

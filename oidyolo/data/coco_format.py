@@ -10,11 +10,11 @@ An image without boxes (kept in ``val.txt``) is an image without annotations.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from oidyolo.atomic import write_text_atomic
 from oidyolo.data.voc import read_voc
 from oidyolo.data.yolo_format import read_annotations, read_classes
 from oidyolo.data.yolo_lines import find_voc, match_objects
@@ -54,13 +54,6 @@ def write_coco(
 ) -> dict[str, int]:
     """Write the COCO JSON atomically; returns the counts of images, annotations and crowd (group-of) boxes."""
     data = coco_dataset(lines_txt, classes_txt, voc_dirs)
-    out = Path(out_json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    try:
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(out_json, json.dumps(data))
     crowd = sum(a["iscrowd"] for a in data["annotations"])
     return {"images": len(data["images"]), "annotations": len(data["annotations"]), "crowd": crowd}

@@ -11,10 +11,10 @@ absolute, so after moving the project rebuild the export (it takes seconds).
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from oidyolo.atomic import atomic_dir
 from oidyolo.data.voc import read_voc
 from oidyolo.data.yolo_format import read_annotations, read_classes
 from oidyolo.data.yolo_lines import find_voc
@@ -39,15 +39,14 @@ def write_ultralytics(
     classes_txt: str | Path,
     voc_dirs: Sequence[str | Path],
 ) -> dict[str, int]:
-    """Build the layout in ``out_dir`` (through a sibling ``.part`` folder renamed into place); returns counts."""
+    """Build the layout in ``out_dir`` (built in a temporary folder, then put in place); returns counts."""
     import yaml
 
     out = Path(out_dir).absolute()
     classes = read_classes(classes_txt)
-    tmp = out.with_name(out.name + ".part")
-    shutil.rmtree(tmp, ignore_errors=True)
     counts = {}
-    try:
+
+    def build(tmp: Path) -> None:
         for part, txt in (("train", train_txt), ("val", val_txt)):
             (tmp / "images" / part).mkdir(parents=True)
             (tmp / "labels" / part).mkdir(parents=True)
@@ -63,8 +62,6 @@ def write_ultralytics(
         data = {"path": str(out), "train": "images/train", "val": "images/val"}
         data["names"] = dict(enumerate(classes))
         (tmp / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    atomic_dir(out, build)
     return counts
