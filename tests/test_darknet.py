@@ -172,8 +172,8 @@ def test_convert_then_load_pretrained_into_other_class_count(tmp_path: Path) -> 
     out = tmp_path / "tiny80.weights.h5"
     with pytest.raises(ConfigError):
         convert_darknet(TINY_CFG, weights, tmp_path / "tiny80.h5")
-    spec = convert_darknet(TINY_CFG, weights, out)
-    assert spec.variant == "tiny" and inspect_weights_file(out) == ("tiny", 80)
+    loaded = convert_darknet(TINY_CFG, weights, out)
+    assert loaded.spec.variant == "tiny" and not loaded.partial and inspect_weights_file(out) == ("tiny", 80)
 
     reference = build_yolov3(80, "tiny")
     reference.load_weights(str(out))

@@ -7,9 +7,10 @@
   ``K <= max_detections``, only scores at or above the export's threshold. Letterbox, decoding and per-class NMS
   run inside the graph, so a program that imports only TensorFlow can serve it. ``classes.txt`` lies inside.
 * ``tflite``: a fixed input ``image`` float32 ``[1, in_h, in_w, 3]``, RGB in [0, 1], letterboxed by the caller
-  (aspect-preserving resize, centred on gray 0.5); outputs ``boxes`` ``(K, 4)`` in that input's pixels, ``scores``
-  ``(K,)``, ``classes`` ``(K,)`` int32, after per-class NMS. ``<out>.json`` beside it holds the class names, the
-  input size and these conventions.
+  (aspect-preserving resize, centred on gray 0.5); outputs ``count`` (int32 scalar) and, padded to the export's max
+  detections, ``boxes`` ``(M, 4)`` in that input's pixels, ``scores`` ``(M,)``, ``classes`` ``(M,)`` int32 (-1 in
+  the padding), after per-class NMS, best first: the first ``count`` rows are the detections. ``<out>.json`` beside
+  it holds the class names, the input size and these conventions.
 """
 
 from __future__ import annotations
@@ -119,13 +120,17 @@ def tflite_function(
         pairs = tf.range(tf.size(flat))
         box_of, cls_of = pairs // n_cls, pairs % n_cls
         pair_boxes = tf.gather(boxes, box_of) + tf.cast(cls_of, tf.float32)[:, None] * CLASS_OFFSET
-        keep, kept_scores = tf.image.non_max_suppression_with_scores(
-            pair_boxes, flat, max_detections, iou_threshold=iou, score_threshold=score
-        )
+        # NonMaxSuppressionV4 with padding is TFLite's builtin NON_MAX_SUPPRESSION_V4: fixed-size outputs + count.
+        keep, count = tf.raw_ops.NonMaxSuppressionV4(
+            boxes=pair_boxes, scores=flat, max_output_size=max_detections, iou_threshold=iou,
+            score_threshold=score, pad_to_max_output_size=True,
+        )  # fmt: skip
+        valid = tf.range(max_detections) < count
         return {
-            "boxes": tf.gather(boxes, tf.gather(box_of, keep)),
-            "scores": kept_scores,
-            "classes": tf.gather(cls_of, keep),
+            "boxes": tf.where(valid[:, None], tf.gather(boxes, tf.gather(box_of, keep)), 0.0),
+            "scores": tf.where(valid, tf.gather(flat, keep), 0.0),
+            "classes": tf.where(valid, tf.gather(cls_of, keep), -1),
+            "count": count,
         }
 
     return run
@@ -179,7 +184,12 @@ def export_tflite(
     meta = {
         "classes": list(spec.classes),
         "input": {"name": "image", "shape": [1, h, w, 3], "dtype": "float32", "range": [0, 1], "letterbox": True},
-        "outputs": {"boxes": "(K, 4) x1 y1 x2 y2 in input pixels", "scores": "(K,)", "classes": "(K,) int32"},
+        "outputs": {
+            "count": "int32: the first count rows below are the detections, best first",
+            "boxes": f"({max_detections}, 4) float32 x1 y1 x2 y2 in input pixels",
+            "scores": f"({max_detections},) float32",
+            "classes": f"({max_detections},) int32, -1 in the padding",
+        },
         "score_threshold": score,
         "iou_threshold": iou,
         "max_detections": max_detections,
