@@ -18,6 +18,7 @@ include: "rules/images.smk"
 include: "rules/convert.smk"
 include: "rules/train.smk"
 include: "rules/report.smk"
+include: "rules/export.smk"
 
 
 rule all:
