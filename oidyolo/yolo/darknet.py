@@ -321,19 +321,27 @@ def load_darknet_weights(body: keras.Model, cfg_path: str | Path, weights_path: 
     return DarknetLoad(spec, spec.convs[:n], tuple(names))
 
 
-def convert_darknet(cfg_path: str | Path, weights_path: str | Path, out_path: str | Path) -> DarknetLoad:
+def convert_darknet(
+    cfg_path: str | Path, weights_path: str | Path, out_path: str | Path, *, full_only: bool = False
+) -> DarknetLoad:
     """Build the body for the cfg (variant, class count), load the darknet weights and save a ``.weights.h5``.
 
     Refuses (``DataFormatError``) a cfg that is not YOLOv3/YOLOv3-tiny and a weights file that holds more floats
     than the cfg (YOLOv3-80: 62,001,757; tiny-80: 8,858,734) or ends mid-layer, before writing anything. The file
     records the loaded layers (attribute ``LOADED_ATTR``), so :func:`load_pretrained` takes only those from a
-    partial file. Returns what the cfg said (anchors, masks, ...) and what was loaded.
+    partial file; ``full_only`` refuses a partial file (a detector needs every layer). Returns what the cfg said
+    (anchors, masks, ...) and what was loaded.
     """
     if not str(out_path).endswith(".weights.h5"):
         raise ConfigError(f"Keras 3 weight files must end in '.weights.h5', got {out_path}")
     spec = describe_cfg(cfg_path)
     body = build_yolov3(spec.num_classes, spec.variant, weight_decay=0.0)
     loaded = load_darknet_weights(body, cfg_path, weights_path)
+    if full_only and loaded.partial:
+        raise ConfigError(
+            f"{weights_path} is a {loaded.summary()}: a start for training (train.darknet_weights, "
+            "convert-darknet --start-only), not a detector"
+        )
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name[: -len('.weights.h5')]}.part.weights.h5")  # Keras insists on the suffix
@@ -392,12 +400,7 @@ def convert_with_spec(
     spec = describe_cfg(cfg_path)
     if names is not None and len(names) != spec.num_classes:  # refuse before converting
         raise ConfigError(f"{len(names)} class names for a cfg with classes={spec.num_classes}")
-    loaded = convert_darknet(cfg_path, weights_path, out_path)
-    if loaded.partial:
-        raise ConfigError(
-            f"{weights_path} is a {loaded.summary()}: the converted start is for training (train.darknet_weights), "
-            "not for detection"
-        )
+    loaded = convert_darknet(cfg_path, weights_path, out_path, full_only=True)
     model_spec = model_spec_for(loaded, names)
     model_spec.save(Path(out_path).with_name(SPEC_NAME))
     return loaded, model_spec

@@ -46,6 +46,7 @@ def export_keras(body: keras.Model, spec: ModelSpec, out: str | Path) -> Path:
         body, spec.anchor_array, spec.num_classes,
         class_names=spec.classes, input_size=spec.input_size, masks=spec.mask_list,
     )  # fmt: skip
+    detector(tf.zeros((1, 32, 32, 3)))  # built, so Keras knows its weights are all there
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.part.keras")
     detector.save(tmp)
