@@ -90,6 +90,18 @@ def test_convert_writes_model_json_from_the_cfg_and_coco_names(darknet, converte
     assert spec["input_size"] == size
 
 
+def test_convert_takes_class_names_from_a_file(darknet, tmp_path) -> None:
+    names = tmp_path / "names.txt"
+    names.write_text("".join(f"thing {i}\n" for i in range(80)))
+    proc = _cli("convert-darknet", darknet["yolov3-tiny.weights"], "--names", names, "--out", tmp_path / "m.weights.h5")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "model.json").read_text())["classes"] == [f"thing {i}" for i in range(80)]
+    names.write_text("one\ntwo\n")
+    proc = _cli("convert-darknet", darknet["yolov3-tiny.weights"], "--names", names, "--out", tmp_path / "x.weights.h5")
+    assert proc.returncode == 2 and "2 class names for a cfg with classes=80" in proc.stderr
+    assert not (tmp_path / "x.weights.h5").exists()
+
+
 def test_detect_on_a_real_photo_agrees_with_opencv(darknet, tmp_path) -> None:
     """`detect --weights yolov3-tiny.weights` (darknet's file, converted once into a cache) finds what OpenCV finds."""
     (photo,) = real_photos()
