@@ -2,7 +2,8 @@
 
 One workflow directory: the demo data stages run once, then `train` + `evaluate` run from scratch and again with
 `train.darknet_weights` set (Snakemake reruns only those two), at the same epochs, input size and batch size. Prints
-the mAP50 (pycocotools) of each start and the training time ratio from Snakemake's `benchmarks/train.tsv`.
+the mAP50 (pycocotools) of each start and the training wall and CPU time ratios from Snakemake's
+`benchmarks/train.tsv`.
 
     python bench/finetune_bench.py [--epochs 2 2] [--size 256] [--train 300 --val 80] [--quick]
 """
@@ -55,13 +56,14 @@ def main() -> None:
             bench = next(csv.DictReader(fh, delimiter="\t"))
         ap = metrics["per_class_AP50"]
         rows.append([label, fmt(metrics["mAP50"], 3), ", ".join(f"{k} {v:.2f}" for k, v in ap.items()),
-                     float(bench["s"]), f"{float(bench['max_rss']):,.0f} MB"])  # fmt: skip
-    base = rows[0][3]
+                     float(bench["s"]), float(bench["cpu_time"]), f"{float(bench['max_rss']):,.0f} MB"])  # fmt: skip
+    base, base_cpu = rows[0][3], rows[0][4]
     for row in rows:
-        row[3] = f"{fmt(row[3] / base)}x"
+        row[3], row[4] = f"{fmt(row[3] / base)}x", f"{fmt(row[4] / base_cpu)}x"
     print(machine())
     print(f"demo {args.train} train / {args.val} validation images, tiny at {args.size}, epochs {args.epochs}")
-    print(table(["start", "mAP50", "AP50 per class", "training time (ratio)", "training peak RSS"], rows))
+    headers = ["start", "mAP50", "AP50 per class", "training wall time", "training CPU time", "training peak RSS"]
+    print(table(headers, rows))
 
 
 if __name__ == "__main__":
