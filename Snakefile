@@ -19,6 +19,7 @@ include: "rules/convert.smk"
 include: "rules/train.smk"
 include: "rules/report.smk"
 include: "rules/formats.smk"
+include: "rules/export.smk"
 
 
 rule all:

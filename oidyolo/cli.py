@@ -157,15 +157,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
-    from oidyolo.yolo.modelspec import load_body
-    from oidyolo.yolo.predict import detect, draw, image_files
+    from oidyolo.yolo.predict import detect, detect_video, draw, image_files, is_video, load_detector
 
-    body, spec = load_body(args.weights)
+    body, spec = load_detector(args.weights, variant=args.variant)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    nms = dict(score_threshold=args.score, iou_threshold=args.iou)
+    if is_video(args.images):
+        stem = Path(args.images).stem
+        video, lines = out / f"{stem}.detections{Path(args.images).suffix}", out / f"{stem}.detections.jsonl"
+        frames = detect_video(body, spec, args.images, video, lines, **nms)
+        print(f"{args.images}: {frames} frames -> {video}, {lines}")
+        return 0
     results = []
-    paths = image_files(args.images)
-    for dets in detect(body, spec, paths, score_threshold=args.score, iou_threshold=args.iou):
+    for dets in detect(body, spec, image_files(args.images), **nms):
         draw(dets.path, dets, spec.classes, out / f"{Path(dets.path).stem}.jpg")
         results.append(dets.to_json(spec.classes))
         print(f"{dets.path}: {len(dets.scores)} detections")
@@ -174,10 +179,27 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from oidyolo.yolo.darknet import convert_darknet, shipped_cfg
+    from oidyolo.data.yolo_format import read_classes
+    from oidyolo.yolo.darknet import convert_darknet, convert_with_spec, guess_variant, shipped_cfg
 
-    spec = convert_darknet(args.cfg or shipped_cfg(args.variant), args.weights, args.out)
-    print(f"converted {args.weights}: {spec.float_count:,} floats -> {args.out}")
+    cfg = args.cfg or shipped_cfg(args.variant or guess_variant(args.weights))
+    names = read_classes(args.names) if args.names else None
+    if args.start_only:  # a (possibly partial) start for training: no model.json
+        loaded = convert_darknet(cfg, args.weights, args.out)
+    else:
+        loaded, _ = convert_with_spec(cfg, args.weights, args.out, names)
+    print(f"converted {args.weights} ({loaded.summary()}) -> {args.out}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from oidyolo.yolo.export import export
+
+    out = export(
+        args.weights, args.format, args.out, variant=args.variant, score=args.score, iou=args.iou,
+        max_detections=args.max_detections, quantize=args.quantize,
+    )  # fmt: skip
+    print(f"exported {args.weights} as {args.format} -> {out}")
     return 0
 
 
@@ -282,20 +304,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/eval")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("detect", help="detect objects in an image or a folder: JSON plus images with drawn boxes")
-    p.add_argument("images", metavar="IMAGE_OR_DIR")
-    p.add_argument("--weights", required=True, help="a .weights.h5 with model.json beside it")
+    weights_help = "a .weights.h5 with model.json beside it, a darknet .weights file or an exported .keras"
+    p = sub.add_parser("detect", help="detect objects in an image, a folder or a video: JSON plus drawn boxes")
+    p.add_argument("images", metavar="IMAGE_DIR_OR_VIDEO", help="a .jpg/.png, a folder of them, or a .mp4/.avi")
+    p.add_argument("--weights", required=True, help=weights_help)
+    p.add_argument("--variant", choices=["full", "tiny"], help="of a darknet .weights file (default: from its size)")
     p.add_argument("--out", required=True)
     p.add_argument("--score", type=float, default=0.3, help="score threshold")
     p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
     p.set_defaults(func=_cmd_detect)
 
-    p = sub.add_parser("convert-darknet", help="convert darknet .weights into a Keras 3 .weights.h5")
+    p = sub.add_parser("convert-darknet", help="convert darknet .weights into a Keras 3 .weights.h5 + model.json")
     p.add_argument("weights")
-    p.add_argument("--variant", choices=["full", "tiny"], default="full")
+    p.add_argument("--variant", choices=["full", "tiny"], help="default: from the file's size")
     p.add_argument("--cfg", help="darknet .cfg (default: the shipped yolov3 / yolov3-tiny cfg)")
+    p.add_argument("--names", help="class names, one per line (default: the 80 COCO names)")
+    p.add_argument("--start-only", action="store_true", help="a training start (partial files too): no model.json")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("export", help="export a detector as .keras, TensorFlow SavedModel or TFLite")
+    p.add_argument("--weights", required=True, help=weights_help)
+    p.add_argument("--variant", choices=["full", "tiny"], help="of a darknet .weights file (default: from its size)")
+    p.add_argument("--format", required=True, choices=["keras", "saved_model", "tflite"])
+    p.add_argument("--out", required=True, help="a .keras file, a SavedModel folder or a .tflite file")
+    p.add_argument("--score", type=float, default=0.3, help="score threshold inside the graph")
+    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold inside the graph")
+    p.add_argument("--max-detections", type=int, default=100)
+    p.add_argument("--quantize", choices=["float16"], help="TFLite only: float16 weights")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 

@@ -151,8 +151,8 @@ def test_convert_then_load_pretrained_into_other_class_count(tmp_path: Path) -> 
     out = tmp_path / "tiny80.weights.h5"
     with pytest.raises(ConfigError):
         convert_darknet(TINY_CFG, weights, tmp_path / "tiny80.h5")
-    spec = convert_darknet(TINY_CFG, weights, out)
-    assert spec.variant == "tiny" and inspect_weights_file(out) == ("tiny", 80)
+    loaded = convert_darknet(TINY_CFG, weights, out)
+    assert loaded.spec.variant == "tiny" and not loaded.partial and inspect_weights_file(out) == ("tiny", 80)
 
     reference = build_yolov3(80, "tiny")
     reference.load_weights(str(out))
@@ -178,3 +178,35 @@ def test_shipped_cfgs_are_darknets_own() -> None:
     for variant, floats in (("full", 62_001_757), ("tiny", 8_858_734)):
         spec = describe_cfg(shipped_cfg(variant))
         assert (spec.variant, spec.num_classes, spec.float_count) == (variant, 80, floats)
+
+
+def test_darknet53_conv74_loads_the_backbone_and_stage_1_freezes_exactly_it(tmp_path: Path) -> None:
+    """darknet's `partial` output for Darknet-53 (darknet53.conv.74: layers 0-73, the 52 backbone convs)."""
+    from dataclasses import replace
+
+    from oidyolo.yolo.darknet import guess_variant
+    from oidyolo.yolo.model import freeze_backbone
+
+    spec = describe_cfg(FULL_CFG)
+    backbone = tuple(c for c in spec.convs if c.index < 75)
+    assert len(backbone) == 52
+    partial = tmp_path / "darknet53.conv.74"
+    write_darknet_weights(replace(spec, convs=backbone), partial, gain=1.0)
+    assert guess_variant(partial) == "full"
+    out = tmp_path / "start.weights.h5"
+    loaded = convert_darknet(FULL_CFG, partial, out)
+    assert loaded.partial and loaded.summary().startswith("partial file: loaded 52 of 75 convs (darknet layers 0-73)")
+    with pytest.raises(ConfigError, match="partial file"):
+        convert_darknet(FULL_CFG, partial, tmp_path / "detector.weights.h5", full_only=True)
+    assert not (tmp_path / "detector.weights.h5").exists()
+
+    body = build_yolov3(3, "full")
+    names, skipped = load_pretrained(body, out)
+    darknet53 = {layer.name for layer in iter_layers(body.get_layer("darknet53")) if layer.weights}
+    assert set(names) == darknet53 and len(names) == 52 + 52  # conv + bn each
+    assert "conv_75" in skipped and "conv_105" in skipped
+    frozen = freeze_backbone(body, 2, only=names)
+    assert frozen == len(names)
+    assert {layer.name for layer in iter_layers(body) if layer.weights and not layer.trainable} == darknet53
+    # The head (random here) trains: its kernels are among the trainable weights.
+    assert len(body.trainable_weights) > 0 and find_layer(body, "conv_75").trainable

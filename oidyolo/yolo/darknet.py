@@ -12,7 +12,12 @@ means and rolling variances ``3F``, then the kernel ``(F, C_in, k, k)``.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +25,12 @@ import h5py
 import keras
 import numpy as np
 
+from oidyolo.data.yolo_format import read_classes
 from oidyolo.errors import ConfigError, DataFormatError
 from oidyolo.variants import VARIANTS, Variant, get_variant
 from oidyolo.yolo.layers import BN_EPSILON
 from oidyolo.yolo.model import build_yolov3, iter_layers
+from oidyolo.yolo.modelspec import SPEC_NAME, ModelSpec
 
 # Darknet's batch norm divides by sqrt(var) + DARKNET_BN_EPSILON (src/blas.c normalize_cpu).
 DARKNET_BN_EPSILON = 1e-6
@@ -191,24 +198,65 @@ def read_weights_header(data: bytes) -> tuple[tuple[int, int, int, int], int]:
     return (major, minor, revision, seen), size
 
 
-def read_darknet_weights(weights_path: str | Path, spec: DarknetSpec) -> np.ndarray:
-    """The float32 payload of a ``.weights`` file, refused unless its length is exactly what ``spec`` needs."""
+def _conv_boundaries(spec: DarknetSpec) -> np.ndarray:
+    """Cumulative float counts after each conv: ``[0, after conv 1, ..., spec.float_count]``."""
+    return np.cumsum([0] + [c.float_count for c in spec.convs])
+
+
+def read_darknet_weights(weights_path: str | Path, spec: DarknetSpec) -> tuple[np.ndarray, int]:
+    """The float32 payload of a ``.weights`` file and how many of ``spec``'s convs it holds.
+
+    A full file holds every conv. A partial one (darknet's ``partial`` command: ``darknet53.conv.74``,
+    ``yolov3-tiny.conv.15``) holds the first n convs and must end exactly after one of them; a file that ends
+    mid-conv, holds more floats than the cfg or stray bytes is refused with the numbers.
+    """
     try:
         data = Path(weights_path).read_bytes()
     except OSError as e:
         raise DataFormatError(f"cannot read darknet weights {weights_path}: {e}") from None
     _, offset = read_weights_header(data)
-    payload = len(data) - offset
-    actual, stray = divmod(payload, 4)
+    actual, stray = divmod(len(data) - offset, 4)
     expected = spec.float_count
-    if actual != expected or stray:
-        extra = f" and {stray} stray bytes" if stray else ""
+    bounds = _conv_boundaries(spec)
+    where = f"the cfg ({spec.variant} YOLOv3, {spec.num_classes} classes)"
+    if stray:
+        raise DataFormatError(f"{weights_path} holds {actual} float32 values and {stray} stray bytes: not .weights")
+    if actual > expected:
         raise DataFormatError(
-            f"{weights_path} holds {actual} float32 values{extra}, but the cfg ({spec.variant} YOLOv3, "
-            f"{spec.num_classes} classes) needs exactly {expected}: expected {expected}, actual {actual}. "
-            "Check that the .weights file belongs to this .cfg."
+            f"{weights_path} holds {actual} float32 values, but {where} needs exactly {expected}: expected "
+            f"{expected}, actual {actual}. Check that the .weights file belongs to this .cfg."
         )
-    return np.frombuffer(data, "<f4", expected, offset=offset)
+    n = int(np.searchsorted(bounds, actual, side="right")) - 1  # convs entirely inside the file
+    if bounds[n] != actual or n == 0:
+        conv = spec.convs[n] if n < len(spec.convs) else spec.convs[-1]
+        raise DataFormatError(
+            f"{weights_path} holds {actual} float32 values: {where} needs {expected} for all {len(spec.convs)} "
+            f"convs, and a partial file must end on a layer boundary, but this one ends "
+            f"{actual - int(bounds[n])} floats into darknet layer {conv.index} (conv {n + 1} of {len(spec.convs)}, "
+            f"{conv.float_count} floats; the previous boundary is at {int(bounds[n])}, the next at "
+            f"{int(bounds[min(n + 1, len(spec.convs))])}). Check that the .weights file belongs to this .cfg."
+        )
+    return np.frombuffer(data, "<f4", actual, offset=offset), n
+
+
+@dataclass(frozen=True)
+class DarknetLoad:
+    """What :func:`load_darknet_weights` copied: the cfg, the convs the file held, and their Keras layer names."""
+
+    spec: DarknetSpec
+    convs: tuple[ConvSpec, ...]
+    layers: tuple[str, ...]  # conv_i (and bn_i) of every loaded conv
+
+    @property
+    def partial(self) -> bool:
+        return len(self.convs) < len(self.spec.convs)
+
+    def summary(self) -> str:
+        kind = "partial file" if self.partial else "full file"
+        last = self.convs[-1].index
+        floats = sum(c.float_count for c in self.convs)
+        of = f"{len(self.convs)} of {len(self.spec.convs)} convs"
+        return f"{kind}: loaded {of} (darknet layers 0-{last}), {floats:,} floats"
 
 
 def _check_layer(spec: ConvSpec, layers: dict[str, keras.Layer]) -> tuple[keras.Layer, keras.Layer | None]:
@@ -232,8 +280,8 @@ def _check_layer(spec: ConvSpec, layers: dict[str, keras.Layer]) -> tuple[keras.
     return conv, bn
 
 
-def load_darknet_weights(body: keras.Model, cfg_path: str | Path, weights_path: str | Path) -> DarknetSpec:
-    """Copy darknet weights into a body built by ``build_yolov3`` for the cfg's variant and class count."""
+def load_darknet_weights(body: keras.Model, cfg_path: str | Path, weights_path: str | Path) -> DarknetLoad:
+    """Copy darknet weights (a full or a partial file) into a body built by ``build_yolov3`` for the cfg."""
     spec = describe_cfg(cfg_path)
     layers = {layer.name: layer for layer in iter_layers(body)}
     ours = sorted(int(n[5:]) for n, layer in layers.items() if isinstance(layer, keras.layers.Conv2D))
@@ -243,15 +291,16 @@ def load_darknet_weights(body: keras.Model, cfg_path: str | Path, weights_path: 
             "the cfg is not the YOLOv3 or YOLOv3-tiny this model builds"
         )
     checked = [(c, *_check_layer(c, layers)) for c in spec.convs]  # all checks before any copy
-    floats = read_darknet_weights(weights_path, spec)
+    floats, n = read_darknet_weights(weights_path, spec)
     pos = 0
 
-    def take(n: int) -> np.ndarray:
+    def take(k: int) -> np.ndarray:
         nonlocal pos
-        pos += n
-        return floats[pos - n : pos]
+        pos += k
+        return floats[pos - k : pos]
 
-    for c, conv, bn in checked:
+    names: list[str] = []
+    for c, conv, bn in checked[:n]:
         bias = take(c.filters)
         if c.batch_norm:
             gamma, mean, var = take(c.filters), take(c.filters), take(c.filters)
@@ -259,6 +308,7 @@ def load_darknet_weights(body: keras.Model, cfg_path: str | Path, weights_path: 
         kernel = kernel.transpose(2, 3, 1, 0)  # (F, C_in, k, k) -> HWIO
         if bn is None:
             conv.set_weights([kernel, bias])
+            names.append(conv.name)
         else:
             conv.set_weights([kernel])
             # Choose the Keras variance so sqrt(var' + eps) == sqrt(var) + 1e-6: exact darknet arithmetic for
@@ -266,24 +316,118 @@ def load_darknet_weights(body: keras.Model, cfg_path: str | Path, weights_path: 
             std = np.sqrt(np.maximum(var.astype(np.float64), 0.0)) + DARKNET_BN_EPSILON
             keras_var = np.maximum(std**2 - BN_EPSILON, 0.0).astype(np.float32)
             bn.set_weights([gamma, bias, mean, keras_var])
+            names += [conv.name, bn.name]
     assert pos == len(floats)
-    return spec
+    return DarknetLoad(spec, spec.convs[:n], tuple(names))
 
 
-def convert_darknet(cfg_path: str | Path, weights_path: str | Path, out_path: str | Path) -> DarknetSpec:
+def convert_darknet(
+    cfg_path: str | Path, weights_path: str | Path, out_path: str | Path, *, full_only: bool = False
+) -> DarknetLoad:
     """Build the body for the cfg (variant, class count), load the darknet weights and save a ``.weights.h5``.
 
-    Refuses (``DataFormatError``) a cfg that is not YOLOv3/YOLOv3-tiny and a weights file whose float count differs
-    from the cfg's (YOLOv3-80: 62,001,757; tiny-80: 8,858,734). Returns what the cfg said (anchors, masks, ...).
+    Refuses (``DataFormatError``) a cfg that is not YOLOv3/YOLOv3-tiny and a weights file that holds more floats
+    than the cfg (YOLOv3-80: 62,001,757; tiny-80: 8,858,734) or ends mid-layer, before writing anything. The file
+    records the loaded layers (attribute ``LOADED_ATTR``), so :func:`load_pretrained` takes only those from a
+    partial file; ``full_only`` refuses a partial file (a detector needs every layer). Returns what the cfg said
+    (anchors, masks, ...) and what was loaded.
     """
     if not str(out_path).endswith(".weights.h5"):
         raise ConfigError(f"Keras 3 weight files must end in '.weights.h5', got {out_path}")
     spec = describe_cfg(cfg_path)
     body = build_yolov3(spec.num_classes, spec.variant, weight_decay=0.0)
-    load_darknet_weights(body, cfg_path, weights_path)
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    body.save_weights(str(out_path))
-    return spec
+    loaded = load_darknet_weights(body, cfg_path, weights_path)
+    if full_only and loaded.partial:
+        raise ConfigError(
+            f"{weights_path} is a {loaded.summary()}: a start for training (train.darknet_weights, "
+            "convert-darknet --start-only), not a detector"
+        )
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name[: -len('.weights.h5')]}.part.weights.h5")  # Keras insists on the suffix
+    body.save_weights(str(tmp))
+    with h5py.File(tmp, "a") as f:
+        f.attrs[LOADED_ATTR] = json.dumps(list(loaded.layers))
+    os.replace(tmp, out)
+    return loaded
+
+
+LOADED_ATTR = "oidyolo_darknet_loaded_layers"
+COCO_NAMES = RESOURCES / "coco.names"
+
+
+def coco_names() -> list[str]:
+    """The 80 COCO class names in darknet's output order (shipped ``coco.names``)."""
+    return read_classes(COCO_NAMES)
+
+
+def guess_variant(weights_path: str | Path) -> Variant:
+    """The shipped cfg (full or tiny) whose layer boundaries a ``.weights`` file's float count ends on."""
+    try:
+        data = Path(weights_path).read_bytes()[:20]
+        size = Path(weights_path).stat().st_size
+    except OSError as e:
+        raise DataFormatError(f"cannot read darknet weights {weights_path}: {e}") from None
+    _, offset = read_weights_header(data)
+    floats = (size - offset) / 4
+    fits = [v for v in VARIANTS if floats in set(_conv_boundaries(describe_cfg(shipped_cfg(v)))[1:])]
+    if len(fits) != 1:
+        raise ConfigError(
+            f"{weights_path} ({size:,} bytes) does not tell whether it is YOLOv3 or YOLOv3-tiny: pass --variant"
+        )
+    return fits[0]  # type: ignore[return-value]
+
+
+def model_spec_for(loaded: DarknetLoad, names: Sequence[str] | None = None) -> ModelSpec:
+    """``model.json`` content for a converted file: class names (default COCO's), the cfg's anchors, masks, size."""
+    spec = loaded.spec
+    names = list(coco_names() if names is None else names)
+    if len(names) != spec.num_classes:
+        raise ConfigError(f"{len(names)} class names for a cfg with classes={spec.num_classes}: pass --names")
+    return ModelSpec(
+        spec.variant,
+        tuple(names),
+        tuple(tuple(float(v) for v in a) for a in spec.anchors),
+        spec.input_hw,
+        masks=tuple(tuple(m) for m in spec.masks),
+    )
+
+
+def convert_with_spec(
+    cfg_path: str | Path, weights_path: str | Path, out_path: str | Path, names: Sequence[str] | None = None
+) -> tuple[DarknetLoad, ModelSpec]:
+    """:func:`convert_darknet` plus a ``model.json`` beside the output, so ``detect``/``export`` take it as is."""
+    spec = describe_cfg(cfg_path)
+    if names is not None and len(names) != spec.num_classes:  # refuse before converting
+        raise ConfigError(f"{len(names)} class names for a cfg with classes={spec.num_classes}")
+    loaded = convert_darknet(cfg_path, weights_path, out_path, full_only=True)
+    model_spec = model_spec_for(loaded, names)
+    model_spec.save(Path(out_path).with_name(SPEC_NAME))
+    return loaded, model_spec
+
+
+def cache_dir() -> Path:
+    """Where darknet files given to ``detect``/``export`` are converted once (``OIDYOLO_CACHE`` or ~/.cache)."""
+    root = os.environ.get("OIDYOLO_CACHE")
+    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "oidyolo"
+    return base / "darknet"
+
+
+def cached_conversion(weights_path: str | Path, variant: str | None = None) -> Path:
+    """A darknet ``.weights`` file converted (once, keyed by its md5) with the shipped cfg: the ``.weights.h5``."""
+    variant = get_variant(variant).name if variant else guess_variant(weights_path)
+    digest = hashlib.md5()
+    try:
+        with open(weights_path, "rb") as f:
+            while chunk := f.read(1 << 22):
+                digest.update(chunk)
+    except OSError as e:
+        raise DataFormatError(f"cannot read darknet weights {weights_path}: {e}") from None
+    out = cache_dir() / f"{variant}-{digest.hexdigest()}" / "model.weights.h5"
+    if not (out.is_file() and out.with_name(SPEC_NAME).is_file()):
+        loaded, _ = convert_with_spec(shipped_cfg(variant), weights_path, out)
+        print(f"converted {weights_path} ({loaded.summary()}) once into {out.parent}", file=sys.stderr)
+    return out
 
 
 def inspect_weights_file(path: str | Path) -> tuple[Variant, int]:
@@ -316,10 +460,12 @@ def load_pretrained(body: keras.Model, converted_path: str | Path) -> tuple[list
     """Load every layer of ``body`` whose name and weight shapes match the file; skip the rest.
 
     ``converted_path`` is a ``.weights.h5`` of a YOLOv3 body (from :func:`convert_darknet` or a saved body) of any
-    class count: the class-dependent output convs of another count are skipped. Returns the names of the loaded and
-    the skipped weight-carrying layers.
+    class count: the class-dependent output convs of another count are skipped, and so is every layer a partial
+    darknet file did not hold. Returns the names of the loaded and the skipped weight-carrying layers.
     """
     variant, num_classes = inspect_weights_file(converted_path)
+    with h5py.File(converted_path, "r") as f:  # a partial darknet file: only what it held
+        recorded = json.loads(f.attrs[LOADED_ATTR]) if LOADED_ATTR in f.attrs else None
     source = build_yolov3(num_classes, variant, weight_decay=0.0)
     try:
         source.load_weights(str(converted_path))
@@ -331,7 +477,8 @@ def load_pretrained(body: keras.Model, converted_path: str | Path) -> tuple[list
         if not layer.weights:
             continue
         src = source_layers.get(layer.name)
-        if src is not None and [w.shape for w in src.weights] == [w.shape for w in layer.weights]:
+        fits = src is not None and [w.shape for w in src.weights] == [w.shape for w in layer.weights]
+        if fits and (recorded is None or layer.name in recorded):
             layer.set_weights(src.get_weights())
             loaded.append(layer.name)
         else:

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 import keras
@@ -98,6 +98,7 @@ def _scale_for_replicas(value: tf.Tensor) -> tf.Tensor:
     return value / float(replicas) if replicas > 1 else value
 
 
+@keras.saving.register_keras_serializable(package="oidyolo")
 class YoloDetector(keras.Model):
     """A YOLOv3 body + its anchors + the keras-yolo3 loss, trainable with plain ``compile``/``fit``.
 
@@ -106,7 +107,9 @@ class YoloDetector(keras.Model):
     The loss terms are logged as ``xy_loss``, ``wh_loss``, ``conf_loss`` and ``class_loss``; ``loss`` also holds
     the L2 weight decay. Save ``detector.body.save_weights("x.weights.h5")``, not the detector.
 
-    ``ignore_thresh`` defaults to keras-yolo3's 0.5 (full) or 0.7 (tiny).
+    ``ignore_thresh`` defaults to keras-yolo3's 0.5 (full) or 0.7 (tiny). ``class_names``, ``input_size`` and
+    ``masks`` are optional metadata for inference; with them a saved ``.keras`` file is a self-contained detector
+    (``keras.saving.load_model`` after ``import oidyolo``; see :mod:`oidyolo.yolo.export`).
     """
 
     def __init__(
@@ -115,6 +118,10 @@ class YoloDetector(keras.Model):
         anchors: np.ndarray,
         num_classes: int,
         ignore_thresh: float | None = None,
+        *,
+        class_names: Sequence[str] | None = None,
+        input_size: Sequence[int] | None = None,
+        masks: Sequence[Sequence[int]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -133,12 +140,35 @@ class YoloDetector(keras.Model):
         self.anchors = anchors
         self.num_classes = int(num_classes)
         self.variant = variant
-        self.masks = masks_for(variant)
+        self.masks = [list(m) for m in masks] if masks is not None else masks_for(variant)
+        if class_names is not None and len(class_names) != num_classes:
+            raise ConfigError(f"{len(class_names)} class names for {num_classes} classes")
+        self.class_names = None if class_names is None else [str(c) for c in class_names]
+        self.input_size = None if input_size is None else [int(v) for v in input_size]
         self.ignore_thresh = float(get_variant(variant).ignore_thresh if ignore_thresh is None else ignore_thresh)
         self.loss_trackers = [keras.metrics.Mean(name=name) for name in LOSS_COMPONENTS]
 
     def call(self, images: tf.Tensor, training: bool | None = None) -> list[tf.Tensor]:
         return [keras.ops.cast(o, "float32") for o in self.body(images, training=training)]
+
+    def get_config(self) -> dict[str, Any]:
+        config = {"name": self.name, "trainable": self.trainable}
+        config.update(
+            body=keras.saving.serialize_keras_object(self.body),
+            anchors=self.anchors.tolist(),
+            num_classes=self.num_classes,
+            ignore_thresh=self.ignore_thresh,
+            class_names=self.class_names,
+            input_size=self.input_size,
+            masks=self.masks,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> YoloDetector:
+        config = dict(config)
+        body = keras.saving.deserialize_keras_object(config.pop("body"))
+        return cls(body, np.asarray(config.pop("anchors"), np.float32), **config)
 
     def compute_loss(
         self,
@@ -168,11 +198,13 @@ def _body_of(model: keras.Model) -> keras.Model:
     return model.body if isinstance(model, YoloDetector) else model
 
 
-def freeze_backbone(model: keras.Model, mode: int) -> int:
+def freeze_backbone(model: keras.Model, mode: int, *, only: Collection[str] | None = None) -> int:
     """keras-yolo3's ``freeze_body``: 1 freezes the backbone, 2 everything but the final 1x1 output convs.
 
-    Works on a :class:`YoloDetector` or a body; 0 freezes nothing. Undoes any earlier freezing first. Returns the
-    number of weight-carrying layers now frozen. Recompile afterwards: Keras picks up ``trainable`` at compile.
+    Works on a :class:`YoloDetector` or a body; 0 freezes nothing. Undoes any earlier freezing first. ``only``
+    (the layers a pretrained start loaded) limits the freezing to those layers, so a partial darknet file's random
+    remainder still trains. Returns the number of weight-carrying layers now frozen. Recompile afterwards: Keras
+    picks up ``trainable`` at compile.
     """
     if mode not in (0, 1, 2):
         raise ConfigError(f"freeze mode must be 0 (none), 1 (backbone) or 2 (all but the output convs), got {mode!r}")
@@ -185,6 +217,12 @@ def freeze_backbone(model: keras.Model, mode: int) -> int:
         keep = FULL_OUTPUT_LAYERS if variant == "full" else TINY_OUTPUT_LAYERS
         for layer in body.layers:
             if layer.name not in keep:
+                layer.trainable = False
+    if only is not None:
+        frozen = {layer.name for layer in iter_layers(body) if not layer.trainable} & set(only)
+        unfreeze_all(body)
+        for layer in iter_layers(body):  # leaf by leaf: a frozen nested model would hide trainable leaves
+            if layer.name in frozen:
                 layer.trainable = False
     return sum(1 for layer in iter_layers(body) if layer.weights and not layer.trainable)
 

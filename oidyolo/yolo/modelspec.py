@@ -19,6 +19,8 @@ class ModelSpec:
     classes: tuple[str, ...]
     anchors: tuple[tuple[float, float], ...]
     input_size: tuple[int, int]  # (height, width)
+    # Anchor indices per output, stride 32 first; None = the variant's standard masks (a darknet cfg may differ).
+    masks: tuple[tuple[int, ...], ...] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -28,8 +30,15 @@ class ModelSpec:
     def anchor_array(self) -> np.ndarray:
         return np.asarray(self.anchors, dtype=np.float32)
 
+    @property
+    def mask_list(self) -> list[list[int]]:
+        from oidyolo.yolo.anchor_masks import masks_for
+
+        return [list(m) for m in self.masks] if self.masks is not None else masks_for(self.variant)
+
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        data = {k: v for k, v in asdict(self).items() if not (k == "masks" and v is None)}
+        Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> ModelSpec:
@@ -40,6 +49,7 @@ class ModelSpec:
                 classes=tuple(data["classes"]),
                 anchors=tuple(tuple(float(v) for v in a) for a in data["anchors"]),
                 input_size=tuple(int(v) for v in data["input_size"]),  # type: ignore[arg-type]
+                masks=tuple(tuple(int(i) for i in m) for m in data["masks"]) if data.get("masks") else None,
             )
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise DataFormatError(f"{path}: not a model spec ({err})") from None

@@ -50,7 +50,7 @@ class TrainConfig:
     epochs: tuple[int, int] = (50, 50)  # stage 1, stage 2
     batch_size: tuple[int, int] = (32, 8)
     learning_rate: tuple[float, float] = (1e-3, 1e-4)
-    freeze: int = 1  # stage-1 freeze mode with a pretrained start: 1 backbone, 2 all but the output convs
+    freeze: int = 2  # stage-1 freezing of the loaded layers: 1 backbone only, 2 all but the output convs
     max_boxes: int = 100
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
@@ -221,7 +221,7 @@ def train(
     else:
         if e1:
             if inputs.pretrained and cfg.freeze:
-                frozen = freeze_backbone(detector, cfg.freeze)
+                frozen = freeze_backbone(detector, cfg.freeze, only=loaded)  # only what the start held
                 print(f"stage 1: {frozen} layers frozen (freeze mode {cfg.freeze})", file=sys.stderr)
             else:
                 print("stage 1: no pretrained start, so every layer trains", file=sys.stderr)
