@@ -300,17 +300,25 @@ def build_dataset(
 
     def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
         es = epoch_seed(seed, epoch)
+        # A global seed (keras.utils.set_random_seed) would mix into the shuffle's and fails on a tensor seed; the
+        # order must depend on (seed, epoch) alone anyway. This is the flat_map function's own graph.
+        tf.compat.v1.get_default_graph().seed = None
         ds = base.shuffle(len(lines), seed=es) if shuffle else base
         # Only the epoch a resume starts in skips; first_epoch is a Python int, epoch a tensor.
         ds = ds.skip(tf.where(epoch == first_epoch, tf.constant(skip_elements, tf.int64), 0))
         ds = ds.map(lambda i, x, b: fn(i, x, b, es), num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
         return ds.batch(batch_size, drop_remainder=drop_remainder)
 
-    if repeat:
+    if repeat:  # flat_map's cardinality is unknown; Keras must know the stream does not end
         epochs = tf.data.Dataset.counter(start=first_epoch)
+        ds = epochs.flat_map(one_epoch).apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
     else:
-        epochs = tf.data.Dataset.from_tensors(tf.constant(first_epoch, tf.int64))
-    return epochs.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+        ds = tf.data.Dataset.from_tensors(tf.constant(first_epoch, tf.int64)).flat_map(one_epoch)
+        left = len(lines) - skip_elements
+        ds = ds.apply(
+            tf.data.experimental.assert_cardinality(left // batch_size if drop_remainder else -(-left // batch_size))
+        )
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def reference_generator(
