@@ -45,8 +45,8 @@ def main() -> None:
     anchors = read_anchors(args.anchors)
     nc = len(read_classes(args.classes))
     shape = (args.size, args.size)
-    n_train = sum(1 for _ in open(args.train))
-    n_val = sum(1 for _ in open(args.val))
+    n_train = len(Path(args.train).read_text().splitlines())
+    n_val = len(Path(args.val).read_text().splitlines())
     rows: list[tuple[str, float]] = []
 
     def timed(label: str, images: int, fn) -> None:

@@ -264,7 +264,7 @@ def test_auto_cache_picks_memory_within_the_budget_else_disk():
     assert choose_cache("auto", sizes, budget_mb=4) == "memory"
     assert choose_cache("auto", sizes, budget_mb=2) == "disk"
     assert choose_cache("none", sizes, budget_mb=2) == "none"
-    with pytest.raises(ConfigError, match="train.cache must be one of"):
+    with pytest.raises(ConfigError, match=r"train\.cache must be one of"):
         choose_cache("ram", sizes, budget_mb=2)
 
 

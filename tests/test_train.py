@@ -81,9 +81,15 @@ def test_evaluation_writes_metrics_plot_and_examples(trained, data, tmp_path):
     from oidyolo.yolo.evaluate import evaluate
 
     out, _ = trained
-    metrics = evaluate(out / "trained_weights_final.weights.h5", data / "val.txt", tmp_path, examples=2)
+    metrics = evaluate(
+        out / "trained_weights_final.weights.h5", data / "val.txt", tmp_path, examples=2, split="test",
+        val_txt=data / "train.txt", val_split="validation",
+    )  # fmt: skip
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["counts"]["images"] == len((data / "val.txt").read_text().splitlines())
+    n_test, n_val = (len((data / f).read_text().splitlines()) for f in ("val.txt", "train.txt"))
+    assert saved["counts"]["images"] == saved["images"] == n_test and saved["split"] == "test"
+    assert saved["validation"]["split"] == "validation" and saved["validation"]["images"] == n_val
+    assert saved["validation"]["mAP50"] is None or 0 <= saved["validation"]["mAP50"] <= 1
     assert set(saved["per_class_AP50"]) == set(CLASSES)
     assert metrics["mAP50"] is None or 0 <= metrics["mAP50"] <= 1
     assert (tmp_path / "pr_curve.png").stat().st_size > 1000
