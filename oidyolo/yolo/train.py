@@ -67,7 +67,10 @@ class TrainConfig:
     cache: str = "auto"  # auto (memory within cache_memory_mb, else disk), memory, disk, none
     cache_memory_mb: float = 512
     validation_freq: int = 1  # validate every k epochs (the last epoch of each stage always)
-    jit_compile: bool | str = "auto"  # XLA for the train step; auto: off (measured slower on CPU, see BENCHMARKS)
+    jit_compile: bool | str = "auto"  # XLA for the train step; auto: off (no gain measured on CPU, see BENCHMARKS)
+    # plateau: keras-yolo3's constant rate cut by ReduceLROnPlateau (stage 2); cosine: per stage, a linear warm-up
+    # over its first epoch from a tenth of the rate, then a cosine decay to a hundredth by its last epoch
+    schedule: str = "plateau"
 
     def __post_init__(self) -> None:
         if self.variant not in ("full", "tiny"):
@@ -87,6 +90,8 @@ class TrainConfig:
             raise ConfigError(f"train.distribute must be one of {', '.join(DISTRIBUTE)}, got {self.distribute!r}")
         if self.cache not in ("auto", "memory", "disk", "none"):
             raise ConfigError(f"train.cache must be auto, memory, disk or none, got {self.cache!r}")
+        if self.schedule not in ("plateau", "cosine"):
+            raise ConfigError(f"train.schedule must be plateau or cosine, got {self.schedule!r}")
         if self.validation_freq < 1:
             raise ConfigError(f"train.validation_freq must be >= 1, got {self.validation_freq}")
 
@@ -233,6 +238,8 @@ class _Run:
         start = _restore(self.detector, folder, first_epoch, self.strategy, self.out / HISTORY, stateful)
         batch = cfg.batch_size[stage - 1]
         train_ds, val_ds = self.datasets(batch, first_epoch, start)
+        if cfg.distribute == "multiworker":
+            _local_symbolic_build(self.detector, train_ds)
         callbacks = [
             cb.DetectionLoss(), *extra, self.guard, self.best, cb.CsvHistory(self.out / HISTORY, _HISTORY_FIELDS),
             *_tensorboard(self.out), cb.Backup(folder, stateful),
@@ -357,7 +364,7 @@ def _stage_1(run: _Run) -> None:
             else:
                 print("stage 1: no pretrained start, so every layer trains", file=sys.stderr)
             with run.strategy.scope():
-                optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate[0])
+                optimizer = keras.optimizers.Adam(learning_rate=_rate(run, 1, e1))
             run.fit(1, 0, e1, [], optimizer)
         save_atomic(run.detector.body, done)
         _save_best_state(run)
@@ -378,12 +385,55 @@ def _stage_2(run: _Run) -> None:
         return
     unfreeze_all(run.detector)
     with run.strategy.scope():
-        optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate[1])
-    extra = [
-        cb.ReduceLROnPlateau(monitor=cb.MONITOR, mode="min", factor=0.1, patience=cfg.reduce_lr_patience),
-        cb.EarlyStopping(monitor=cb.MONITOR, mode="min", patience=cfg.early_stopping_patience),
-    ]
+        optimizer = keras.optimizers.Adam(learning_rate=_rate(run, 2, e2))
+    extra = [cb.EarlyStopping(monitor=cb.MONITOR, mode="min", patience=cfg.early_stopping_patience)]
+    if cfg.schedule == "plateau":  # a schedule owns the rate; the plateau callback could not set it
+        extra.insert(
+            0, cb.ReduceLROnPlateau(monitor=cb.MONITOR, mode="min", factor=0.1, patience=cfg.reduce_lr_patience)
+        )
     run.fit(2, e1, e1 + e2, extra, optimizer)
+
+
+def _local_symbolic_build(detector, dataset) -> None:
+    """Keras 3 ``fit`` builds metrics from one batch that it averages with ``strategy.reduce`` eagerly, which
+    MultiWorkerMirroredStrategy cannot do (keras-team/keras#20585); build them from a local batch instead (the
+    model and optimizer are built already, only the shapes matter)."""
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer
+
+    sample = next(iter(dataset))
+
+    def build(iterator=None, data_batch=None) -> None:
+        with detector.distribute_strategy.scope():
+            detector._symbolic_build(data_batch=sample)
+
+    detector._maybe_symbolic_build = build
+    # The same Keras path then averages the scalar logs with reduce(axis=0), which a scalar has not.
+    if not getattr(trainer.reduce_per_replica, "_oidyolo", False):
+        original = trainer.reduce_per_replica
+
+        def reduce_per_replica(values, strategy, reduction):
+            if trainer._collective_all_reduce_multi_worker(strategy) and reduction in ("auto", "mean"):
+                return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+            return original(values, strategy, reduction)
+
+        reduce_per_replica._oidyolo = True  # type: ignore[attr-defined]
+        trainer.reduce_per_replica = reduce_per_replica
+
+
+def _rate(run: _Run, stage: int, epochs: int):
+    """The stage's learning rate: a float (plateau), or warm-up + cosine over its steps, which follows
+    ``optimizer.iterations`` and so resumes exactly with the optimizer state."""
+    import keras
+
+    lr = run.cfg.learning_rate[stage - 1]
+    if run.cfg.schedule == "plateau":
+        return lr
+    steps = run.steps_per_epoch(run.cfg.batch_size[stage - 1])
+    warm = min(steps, max(1, epochs * steps // 4))
+    return keras.optimizers.schedules.CosineDecay(
+        lr / 10, max(1, epochs * steps - warm), alpha=0.01, warmup_target=lr, warmup_steps=warm
+    )
 
 
 def _finish(run: _Run, started: float) -> TrainResult:
