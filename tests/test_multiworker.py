@@ -1,6 +1,6 @@
 """Multi-worker training (``train.distribute: multiworker``): two worker processes on loopback, configured by
 TF_CONFIG as a Slurm job step's tasks would be by SlurmClusterResolver, train together (gradients all-reduced
-every step) and end with identical weights; only the chief writes the outputs."""
+every step) and end with identical trainable weights; only the chief writes the outputs."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_two_workers_on_loopback_end_with_identical_weights(tmp_path):
     results = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err[-3000:]
-    assert "data parallel over 2 devices (MultiWorkerMirroredStrategy)" in results[0][1]
+    assert "data parallel over 2 devices (CollectiveAllReduceStrategy)" in results[0][1]  # MWMS's class name
     chief, other = out / "trained_weights_final.weights.h5", out / "_worker_1" / "trained_weights_final.weights.h5"
     assert chief.is_file() and other.is_file()
 
@@ -72,7 +72,14 @@ def test_two_workers_on_loopback_end_with_identical_weights(tmp_path):
 
     a, b = arrays(chief), arrays(other)
     assert a.keys() == b.keys() and len(a) > 10
+    # Trainable weights are updated with all-reduced gradients: identical. BatchNormalization's moving mean and
+    # variance (vars 2 and 3) are per replica, each from its own half of the batches: close, not equal.
+    moving = [n for n in a if "batch_normalization" in n and n.endswith(("vars/2", "vars/3"))]
+    assert moving
     for name in a:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+        if name in moving:
+            np.testing.assert_allclose(a[name], b[name], rtol=0.2, atol=0.02, err_msg=name)
+        else:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     start = arrays(out / "trained_weights_stage_1.weights.h5")
     assert any(not np.array_equal(start[n], a[n]) for n in a)  # stage 2 did train

@@ -292,6 +292,8 @@ def _prepare(inputs: TrainInputs, out: Path, cfg: TrainConfig, state_dir, cache_
     from oidyolo.yolo.model import YoloDetector, build_yolov3
 
     if threads:
+        # Snakemake passes the rule's threads (8) even on a 2-core machine; more op threads than CPUs only spin.
+        threads = min(threads, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else threads)
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(max(1, min(threads, 2)))
     strategy = choose_strategy(tf, cfg.distribute)  # first: MultiWorkerMirroredStrategy wants no TF op before it
