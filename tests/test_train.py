@@ -42,7 +42,7 @@ def trained(data, tmp_path_factory):
     from oidyolo.yolo.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("model")
-    cfg = TrainConfig.from_dict({**SMALL, "epochs": [2, 4], "early_stopping_patience": 50})
+    cfg = TrainConfig.from_dict({**SMALL, "epochs": [2, 4], "early_stopping_patience": 50, "reduce_lr_patience": 50})
     return out, train(inputs(data), out, cfg)
 
 
