@@ -27,6 +27,7 @@ rule all:
     input:
         "results/yolo/train.txt",
         "results/yolo/val.txt",
+        "results/yolo/test.txt",
         "results/yolo/classes.txt",
         "results/eval/metrics.json",
         "results/report/dataset.png",

@@ -32,7 +32,7 @@ def measure(variant: str, size: int, batch: int, steps: int, ann: Path, freeze: 
     anchors = COCO_ANCHORS if variant == "full" else COCO_TINY_ANCHORS
     ds = build_dataset(
         ann, num_classes=5, anchors=anchors, input_shape=(size, size), batch_size=batch, repeat=True,
-        cache_decoded=True, deterministic=False,
+        cache="memory", deterministic=False,
     )  # fmt: skip
     detector = YoloDetector(build_yolov3(5, variant), anchors, 5)
     if freeze:

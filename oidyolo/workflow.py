@@ -42,6 +42,17 @@ class Plan:
             raise ConfigError("set either val_split or val_fraction, not both (val_split: null to use val_fraction)")
         if config.get("val_split") == plan.train_split:
             raise ConfigError(f"val_split and train_split are both {plan.train_split!r}; use val_fraction instead")
+        test_split, test_fraction = config.get("test_split", "test"), config.get("test_fraction")
+        if (test_split is None) == (test_fraction is None):
+            raise ConfigError(
+                "set test_split (an Open Images split) or test_fraction (a share of the validation images), one of "
+                "them (test_split: null to use test_fraction)"
+            )
+        if test_split is not None and test_split in (plan.train_split, plan.val_split):
+            raise ConfigError(
+                f"test_split {test_split!r} is also the training or validation split; the reported mAP must come "
+                "from held-out images: choose another split or test_split: null with test_fraction"
+            )
         if plan.source == "mirror" and "mirror" not in config.get("sources", {}):
             raise ConfigError("source: mirror needs sources.mirror.metadata_url and sources.mirror.images_url")
         return plan
@@ -64,8 +75,12 @@ class Plan:
         return self.config.get("val_split", "validation")
 
     @property
+    def test_split(self) -> str | None:
+        return self.config.get("test_split", "test")
+
+    @property
     def splits(self) -> list[str]:
-        return [self.train_split] + ([self.val_split] if self.val_split else [])
+        return [self.train_split] + [s for s in (self.val_split, self.test_split) if s]
 
     @property
     def slugs(self) -> list[str]:

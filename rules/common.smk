@@ -59,6 +59,17 @@ def val_voc(wildcards):
     return [f"results/voc/{PLAN.val_split}"] if PLAN.val_split else []
 
 
+def test_voc(wildcards):
+    return [f"results/voc/{PLAN.test_split}"] if PLAN.test_split else []
+
+
+def test_voc_dir(wildcards):
+    """The VOC folder of the test images (the validation images' when test_fraction carves them out)."""
+    return (
+        f"results/voc/{PLAN.test_split}" if PLAN.test_split else val_voc_dir(wildcards)
+    )
+
+
 def val_voc_dir(wildcards):
     """The VOC folder of the validation images (the train split's when val_fraction carves them out of it)."""
     return f"results/voc/{PLAN.val_split or PLAN.train_split}"

@@ -25,9 +25,11 @@ rule yolo_annotations:
     input:
         train=f"results/voc/{PLAN.train_split}",
         val=val_voc,
+        test=test_voc,
     output:
         train="results/yolo/train.txt",
         val="results/yolo/val.txt",
+        test="results/yolo/test.txt",
         classes="results/yolo/classes.txt",
     log:
         "logs/yolo_annotations.log",
@@ -38,6 +40,7 @@ rule yolo_annotations:
     params:
         classes=PLAN.names,
         val_fraction=config["val_fraction"],
+        test_fraction=config["test_fraction"],
         seed=config["seed"],
         include_difficult=config["yolo"]["include_difficult"],
         absolute_paths=config["yolo"]["absolute_paths"],

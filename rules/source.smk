@@ -23,7 +23,11 @@ rule demo_source:
         images={
             "train": config["demo"]["train_images"],
             "validation": config["demo"]["validation_images"],
-            "test": config["demo"]["test_images"],
+            "test": (
+                config["demo"]["validation_images"]
+                if config["demo"]["test_images"] is None
+                else config["demo"]["test_images"]
+            ),
         },
         missing={"train": config["demo"]["missing_images"]},
     script:

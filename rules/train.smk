@@ -73,8 +73,10 @@ rule evaluate:
     input:
         weights=rules.train.output.final,
         spec=rules.train.output.spec,
+        test="results/yolo/test.txt",
         val="results/yolo/val.txt",
-        voc=val_voc_dir,
+        test_voc=test_voc_dir,
+        val_voc=val_voc_dir,
     output:
         metrics="results/eval/metrics.json",
         pr=report(
@@ -97,5 +99,8 @@ rule evaluate:
         "../envs/train.yaml"
     params:
         **config["evaluate"],
+        test_split=PLAN.test_split
+        or f"{PLAN.val_split or PLAN.train_split} (test_fraction)",
+        val_split=PLAN.val_split or f"{PLAN.train_split} (val_fraction)",
     script:
         "../workflow_scripts/evaluate.py"

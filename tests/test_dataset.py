@@ -209,18 +209,63 @@ def test_seeded_pipeline_is_deterministic(data):
         np.testing.assert_array_equal(ta["boxes"], tb["boxes"])
     b = _batches(data, batch_size=3, seed=12)
     assert not np.array_equal(a1[0][0], b[0][0])
-    # A second pass over the same dataset (the next epoch) draws new augmentations.
-    ds = build_dataset(data, num_classes=3, anchors=COCO_ANCHORS, input_shape=(64, 96), batch_size=3, seed=11,
-                       image_root=data.parent)  # fmt: skip
-    e1, e2 = (next(iter(ds))[0].numpy() for _ in range(2))
-    np.testing.assert_array_equal(e1, a1[0][0])
-    assert not np.array_equal(e1, e2)
+    # The next epoch of a repeating dataset draws new augmentations; epoch 1 is the same whether the stream
+    # starts at epoch 0 (and gets there) or starts there (a resume), also when skipping into it by batches.
+    kw = dict(num_classes=3, anchors=COCO_ANCHORS, input_shape=(64, 96), batch_size=2, seed=11, image_root=data.parent)
+    stream = [x.numpy() for x, _ in build_dataset(data, repeat=True, **kw).take(4)]  # 2 batches per epoch
+    np.testing.assert_array_equal(stream[0][:2], _batches(data, batch_size=2, seed=11)[0][0])
+    assert not np.array_equal(stream[0], stream[2])
+    resumed = [x.numpy() for x, _ in build_dataset(data, repeat=True, first_epoch=1, **kw).take(2)]
+    skipped = [x.numpy() for x, _ in build_dataset(data, repeat=True, skip_batches=3, **kw).take(1)]
+    for got, want in zip(resumed + skipped, stream[2:] + stream[3:], strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
-def test_cache_decoded_gives_the_same_letterbox(data):
-    plain = _batches(data, batch_size=3, augment=False, shuffle=False)
-    cached = _batches(data, batch_size=3, augment=False, shuffle=False, cache_decoded=True)
-    np.testing.assert_array_equal(plain[0][0], cached[0][0])
+@pytest.mark.parametrize("cache", ["memory", "disk", "auto"])
+def test_cache_gives_the_same_batches_as_decoding(data, tmp_path, cache):
+    """Images no larger than the cache side are cached as they are: identical augmented batches. The letterbox's
+    side is 96, so the 60x120 image is shrunk for it: the same boxes, pixels within resampling noise."""
+    kw = {"batch_size": 3, "seed": 3, "augment_config": AugmentConfig(scale=(0.5, 2.5))}  # cache side 240 >= 200
+    for augment in (False, True):
+        plain = _batches(data, augment=augment, **kw)
+        cached = _batches(data, augment=augment, cache=cache, cache_dir=tmp_path / "c", **kw)
+        if cache == "disk" or not augment:  # JPEG re-encoding at quality 95 / a shrink: close, not equal
+            assert np.abs(plain[0][0] - cached[0][0]).mean() < 0.01
+        else:
+            np.testing.assert_array_equal(plain[0][0], cached[0][0])
+        np.testing.assert_array_equal(plain[0][1]["boxes"], cached[0][1]["boxes"])
+
+
+def test_cache_shrinks_large_images_and_their_boxes(tmp_path):
+    """A 1000x500 image cached for a 64x96 letterbox is kept at 96x48, boxes scaled alike; the letterbox of
+    the shrunk image matches the one of the original (the same box, pixels within resampling noise)."""
+    from oidyolo.yolo.dataset import cache_side, cached_sizes, write_disk_cache
+
+    _image(tmp_path / "big.jpg", (1000, 500), (100, 50, 600, 450))
+    (tmp_path / "t.txt").write_text("big.jpg 100,50,600,450,0\n")
+    assert cache_side((64, 96), augment=False) == 96
+    assert cache_side((64, 96), augment=True, cfg=AugmentConfig(scale=(0.5, 1.5))) == 144
+    small = cached_sizes(np.array([[500, 1000]]), 96)
+    assert small.tolist() == [[48, 96]]
+    (cached,) = write_disk_cache([str(tmp_path / "big.jpg")], small, tmp_path / "c")
+    assert Image.open(cached).size == (96, 48)
+    plain = _batches(tmp_path / "t.txt", batch_size=1, augment=False, num_classes=1)
+    for cache in ("memory", "disk"):
+        got = _batches(tmp_path / "t.txt", batch_size=1, augment=False, num_classes=1, cache=cache,
+                       cache_dir=tmp_path / "c")  # fmt: skip
+        np.testing.assert_allclose(got[0][1]["boxes"][0, 0], plain[0][1]["boxes"][0, 0], atol=0.01)
+        assert np.abs(got[0][0] - plain[0][0]).mean() < 0.02
+
+
+def test_auto_cache_picks_memory_within_the_budget_else_disk():
+    from oidyolo.yolo.dataset import choose_cache
+
+    sizes = np.array([[512, 512]] * 4)  # 3 MiB decoded
+    assert choose_cache("auto", sizes, budget_mb=4) == "memory"
+    assert choose_cache("auto", sizes, budget_mb=2) == "disk"
+    assert choose_cache("none", sizes, budget_mb=2) == "none"
+    with pytest.raises(ConfigError, match=r"train\.cache must be one of"):
+        choose_cache("ram", sizes, budget_mb=2)
 
 
 def test_bad_images_are_named(tmp_path):

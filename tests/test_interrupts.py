@@ -257,27 +257,28 @@ def test_killed_workflow_reruns_to_the_same_dataset(tmp_path):
 TRAIN = """
 import os, sys
 from pathlib import Path
-from oidyolo.yolo import train as t
+from oidyolo.yolo import callbacks as cb, train as t
 root, out = Path(sys.argv[1]), Path(sys.argv[2])
 where, _, at = os.environ.get("OIDYOLO_TEST_PAUSE", "").partition(":")  # hold still at one moment, to be killed there
 if where == "history":  # the epoch is backed up for resume; its history row is not written yet
-    original_row = t._CsvHistory.on_epoch_end
+    original_row = cb.CsvHistory.on_epoch_end
     def on_epoch_end(self, epoch, logs=None):
         if epoch == int(at):
             print("PAUSED", flush=True)
             import time; time.sleep(60)
         original_row(self, epoch, logs)
-    t._CsvHistory.on_epoch_end = on_epoch_end
+    cb.CsvHistory.on_epoch_end = on_epoch_end
 if where == "backup":  # the epoch's backup is being written: its file exists (empty), its weights do not yet
-    original_backup = t._Backup.on_epoch_end
+    original_backup = cb.Backup.on_epoch_end
     def on_epoch_end(self, epoch, logs=None):
         if epoch == int(at):
             self.folder.mkdir(parents=True, exist_ok=True)
-            (self.folder / "latest.part.weights.h5").write_bytes(b"")  # what h5py does first when it writes
+            from oidyolo.atomic import temp_path
+            temp_path(self.folder / "latest.weights.h5", ".weights.h5").write_bytes(b"")  # h5py's first step
             print("PAUSED", flush=True)
             import time; time.sleep(60)
         original_backup(self, epoch, logs)
-    t._Backup.on_epoch_end = on_epoch_end
+    cb.Backup.on_epoch_end = on_epoch_end
 cfg = t.TrainConfig.from_dict({"variant": "tiny", "input_size": 64, "batch_size": [4, 4], "epochs": [1, 6],
                                "learning_rate": [0.003, 0.001], "early_stopping_patience": 50})
 r = t.train(t.TrainInputs(root / "train.txt", root / "val.txt", root / "classes.txt", root / "anchors.txt"), out, cfg)

@@ -42,7 +42,7 @@ def trained(data, tmp_path_factory):
     from oidyolo.yolo.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("model")
-    cfg = TrainConfig.from_dict({**SMALL, "epochs": [2, 4], "early_stopping_patience": 50})
+    cfg = TrainConfig.from_dict({**SMALL, "epochs": [2, 4], "early_stopping_patience": 50, "reduce_lr_patience": 50})
     return out, train(inputs(data), out, cfg)
 
 
@@ -81,9 +81,15 @@ def test_evaluation_writes_metrics_plot_and_examples(trained, data, tmp_path):
     from oidyolo.yolo.evaluate import evaluate
 
     out, _ = trained
-    metrics = evaluate(out / "trained_weights_final.weights.h5", data / "val.txt", tmp_path, examples=2)
+    metrics = evaluate(
+        out / "trained_weights_final.weights.h5", data / "val.txt", tmp_path, examples=2, split="test",
+        val_txt=data / "train.txt", val_split="validation",
+    )  # fmt: skip
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["counts"]["images"] == len((data / "val.txt").read_text().splitlines())
+    n_test, n_val = (len((data / f).read_text().splitlines()) for f in ("val.txt", "train.txt"))
+    assert saved["counts"]["images"] == saved["images"] == n_test and saved["split"] == "test"
+    assert saved["validation"]["split"] == "validation" and saved["validation"]["images"] == n_val
+    assert saved["validation"]["mAP50"] is None or 0 <= saved["validation"]["mAP50"] <= 1
     assert set(saved["per_class_AP50"]) == set(CLASSES)
     assert metrics["mAP50"] is None or 0 <= metrics["mAP50"] <= 1
     assert (tmp_path / "pr_curve.png").stat().st_size > 1000
@@ -159,7 +165,7 @@ def test_bad_training_settings_are_refused():
 
     for bad, msg in (
         ({"input_size": 100}, "multiples of 32"),
-        ({"variant": "huge"}, "full' or 'tiny"),
+        ({"variant": "huge"}, "'full', 'tiny', got 'huge'"),
         ({"epochs": [0, 0]}, ">= 1 in total"),
         ({"colour": 1}, "unexpected keyword"),
     ):

@@ -169,7 +169,17 @@ def test_training_edits_rerun_training_and_what_follows_only(run):
 def test_the_trained_model_is_evaluated(run):
     metrics = json.loads((run / "results/eval/metrics.json").read_text())
     assert set(metrics["per_class_AP50"]) == {"Apple", "Orange", "Banana", "Coffee cup"}
-    assert metrics["counts"]["images"] == len((run / "results/yolo/val.txt").read_text().splitlines())
+    # The reported numbers are the held-out test split's; validation (model selection) is beside, labelled.
+    assert metrics["split"] == "test"
+    assert (
+        metrics["counts"]["images"]
+        == metrics["images"]
+        == len((run / "results/yolo/test.txt").read_text().splitlines())
+    )
+    assert metrics["validation"]["images"] == len((run / "results/yolo/val.txt").read_text().splitlines())
+    tested = {Path(a.path).stem for a in read_annotations(run / "results/yolo/test.txt")}
+    seen = {Path(a.path).stem for f in ("train.txt", "val.txt") for a in read_annotations(run / f"results/yolo/{f}")}
+    assert tested and not tested & seen
     spec = json.loads((run / "results/model/model.json").read_text())
     assert spec["variant"] == "tiny" and spec["input_size"] == [64, 64] and len(spec["anchors"]) == 6
     for name in ("trained_weights_stage_1.weights.h5", "trained_weights_final.weights.h5"):
@@ -231,6 +241,8 @@ def test_deleting_one_image_refetches_it_for_the_classes_that_list_it(run):
         ({"filters": {"IsOccluded": [2]}}, "filters"),
         ({"version": "v9"}, "version"),
         ({"val_split": "train"}, "val_fraction instead"),
+        ({"test_split": "validation"}, "must come from held-out images"),
+        ({"test_split": None}, "test_fraction"),
         ({"source": "mirror"}, "sources.mirror"),
     ],
 )

@@ -1,4 +1,4 @@
-"""Snakemake adapter: mAP, precision-recall plot and example images on the validation split."""
+"""Snakemake adapter: mAP, precision-recall plot and example images on the held-out test set (validation beside)."""
 
 import sys
 from pathlib import Path
@@ -13,9 +13,13 @@ with logged_step(snakemake.log[0], "evaluate"):
     p = snakemake.params
     evaluate(
         snakemake.input.weights,
-        snakemake.input.val,
+        snakemake.input.test,
         Path(snakemake.output.metrics).parent,
-        voc_dir=snakemake.input.voc,
+        voc_dir=snakemake.input.test_voc,
+        split=p.test_split,
+        val_txt=snakemake.input.val,
+        val_voc_dir=snakemake.input.val_voc,
+        val_split=p.val_split,
         score_threshold=p.score_threshold,
         iou_threshold=p.iou_threshold,
         max_detections=p.max_detections,

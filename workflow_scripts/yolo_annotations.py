@@ -1,4 +1,4 @@
-"""Snakemake adapter: VOC -> keras-yolo3 train.txt / val.txt / classes.txt."""
+"""Snakemake adapter: VOC -> keras-yolo3 train.txt / val.txt / test.txt / classes.txt."""
 
 import sys
 from pathlib import Path
@@ -18,6 +18,9 @@ with logged_step(snakemake.log[0], "yolo_annotations"):
         out_val=snakemake.output.val,
         out_classes=snakemake.output.classes,
         val_fraction=p.val_fraction,
+        out_test=snakemake.output.test,
+        test_voc=snakemake.input.test[0] if snakemake.input.test else None,
+        test_fraction=p.test_fraction,
         seed=p.seed,
         include_difficult=p.include_difficult,
         absolute_paths=p.absolute_paths,

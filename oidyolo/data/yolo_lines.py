@@ -1,10 +1,12 @@
-"""VOC files -> keras-yolo3 annotation files (``train.txt``, ``val.txt``) and ``classes.txt``.
+"""VOC files -> keras-yolo3 annotation files (``train.txt``, ``val.txt``, ``test.txt``) and ``classes.txt``.
 
 Class ids follow the order of the configured classes. Boxes that round to zero width or height are dropped and
 counted (they give log(0) in the YOLO loss). Validation comes from its own Open Images split, or from a seeded
-fraction of the training split (by ImageID hash, so the partition is stable as images are added). An image left
-without boxes stays in ``val.txt`` as a bare path (keras-yolo3 reads it as an image with no objects), so that
-detections on it count as false positives; ``train.txt`` drops it.
+fraction of the training split (by ImageID hash, so the partition is stable as images are added). The test set
+(the reported mAP: never trained on, never used for model selection) comes from its own split, or from a seeded
+fraction of the validation images, which validation then no longer holds. An image left
+without boxes stays in ``val.txt`` and ``test.txt`` as a bare path (keras-yolo3 reads it as an image with no
+objects), so that detections on it count as false positives; ``train.txt`` drops it.
 """
 
 from __future__ import annotations
@@ -87,9 +89,18 @@ def lines_for(
     return out
 
 
-def in_val_fraction(image_id: str, fraction: float, seed: int) -> bool:
-    digest = hashlib.blake2b(f"val:{seed}:{image_id}".encode(), digest_size=8).digest()
+def in_val_fraction(image_id: str, fraction: float, seed: int, *, purpose: str = "val") -> bool:
+    digest = hashlib.blake2b(f"{purpose}:{seed}:{image_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") < fraction * 2**64
+
+
+def _carve(paths: list[Path], fraction: float | None, seed: int, purpose: str) -> tuple[list[Path], list[Path]]:
+    """(kept, carved out): the seeded ``fraction`` of ``paths`` by ImageID hash."""
+    if fraction is not None and not 0 < fraction < 1:
+        raise ConfigError(f"{purpose}_fraction must be between 0 and 1, got {fraction}")
+    carved = [p for p in paths if in_val_fraction(p.stem, fraction, seed, purpose=purpose)]  # type: ignore[arg-type]
+    held = set(carved)
+    return [p for p in paths if p not in held], carved
 
 
 def build_annotations(
@@ -104,24 +115,35 @@ def build_annotations(
     seed: int = 0,
     include_difficult: bool = True,
     absolute_paths: bool = False,
+    out_test: str | Path | None = None,
+    test_voc: str | Path | None = None,
+    test_fraction: float | None = None,
 ) -> tuple[LineStats, LineStats]:
-    """Write the annotation files. Either ``val_voc`` (a separate split) or ``val_fraction`` of the train split."""
+    """Write the annotation files. Either ``val_voc`` (a separate split) or ``val_fraction`` of the train split;
+    with ``out_test``, either ``test_voc`` or ``test_fraction`` of the validation images. Returns the training and
+    validation counts."""
     if (val_voc is None) == (val_fraction is None):
         raise ConfigError("give either a validation split or val_fraction, not both or neither")
-    if val_fraction is not None and not 0 < val_fraction < 1:
-        raise ConfigError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    if out_test is not None and (test_voc is None) == (test_fraction is None):
+        raise ConfigError("give either a test split or test_fraction, not both or neither")
     train_paths = voc_files(train_voc)
     if val_voc is not None:
         val_paths = voc_files(val_voc)
     else:
-        val_paths = [p for p in train_paths if in_val_fraction(p.stem, val_fraction, seed)]  # type: ignore[arg-type]
-        held = set(val_paths)
-        train_paths = [p for p in train_paths if p not in held]
+        train_paths, val_paths = _carve(train_paths, val_fraction, seed, "val")
+    test_paths: list[Path] = []
+    if out_test is not None:
+        if test_voc is not None:
+            test_paths = voc_files(test_voc)
+        else:
+            val_paths, test_paths = _carve(val_paths, test_fraction, seed, "test")
     opts = {"include_difficult": include_difficult, "absolute_paths": absolute_paths}
-    train_stats, val_stats = LineStats(), LineStats()
+    train_stats, val_stats, test_stats = LineStats(), LineStats(), LineStats()
     train_lines = lines_for(train_paths, classes, train_stats, **opts)
     val_lines = lines_for(val_paths, classes, val_stats, **opts, keep_empty=True)
-    for stats, name in ((train_stats, "training"), (val_stats, "validation")):
+    test_lines = lines_for(test_paths, classes, test_stats, **opts, keep_empty=True)
+    sets = [(train_stats, "training"), (val_stats, "validation")] + ([(test_stats, "test")] if out_test else [])
+    for stats, name in sets:
         if not stats.boxes:
             raise ConfigError(f"the {name} set is empty: no image with boxes of {', '.join(classes)}")
     if empty := [c for c in classes if not train_stats.per_class[c]]:  # a class YOLO would never see an example of
@@ -129,10 +151,15 @@ def build_annotations(
             f"no training boxes of {', '.join(map(repr, empty))} in {train_voc}: remove it from `classes`, or relax "
             "the filters or limit that left it out (logs/extract_class and logs/select_class say how many it had)"
         )
-    for path, lines in ((out_train, train_lines), (out_val, val_lines), (out_classes, classes)):
+    outputs = [(out_train, train_lines), (out_val, val_lines), (out_classes, classes)]
+    if out_test is not None:
+        outputs.append((out_test, test_lines))
+    for path, lines in outputs:
         write_annotations(path, lines)
     print(train_stats.line("train.txt"), file=sys.stderr)
     print(val_stats.line("val.txt"), file=sys.stderr)
+    if out_test is not None:
+        print(test_stats.line("test.txt"), file=sys.stderr)
     return train_stats, val_stats
 
 

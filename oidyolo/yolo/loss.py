@@ -28,20 +28,40 @@ def _bce(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
 
 
-def ignore_mask(pred_xy: tf.Tensor, pred_wh: tf.Tensor, gt_boxes: tf.Tensor, ignore_thresh: float) -> tf.Tensor:
+IGNORE_CHUNK = 10  # ground-truth boxes per IoU block of the ignore mask
+
+
+def ignore_mask(
+    pred_xy: tf.Tensor, pred_wh: tf.Tensor, gt_boxes: tf.Tensor, ignore_thresh: float, chunk: int = IGNORE_CHUNK
+) -> tf.Tensor:
     """``(B, gh, gw, 3, 1)``: 1 where the predicted box's best IoU with the image's GT boxes is below the threshold.
 
     ``pred_xy``/``pred_wh`` ``(B, gh, gw, 3, 2)`` and ``gt_boxes`` ``(B, M, 4)`` x1y1x2y2 are all normalised to the
     input size. Zero-size rows (padding) have IoU 0; an image without boxes ignores nothing.
+
+    Memory: the IoU of every prediction with every box is ``B x P x M`` floats, times the few temporaries of
+    :func:`box_iou` (full YOLOv3 at 416, batch 32, 100 boxes: P = 10,647, over 1 GB). So the boxes go ``chunk`` at
+    a time through a sequential loop keeping the running maximum, and no gradient is recorded (the mask is a
+    constant of the loss), which bounds the extra memory to ``B x P x chunk``.
     """
     shape = tf.shape(pred_xy)
+    pred_xy, pred_wh, gt_boxes = (tf.stop_gradient(t) for t in (pred_xy, pred_wh, gt_boxes))
     pred = tf.concat([pred_xy - pred_wh / 2, pred_xy + pred_wh / 2], axis=-1)
     pred = tf.reshape(pred, [shape[0], -1, 4])
-    iou = box_iou(pred, gt_boxes)  # (B, gh*gw*3, M)
-    # One zero column so that M == 0 gives 0, not reduce_max's -inf.
-    best = tf.reduce_max(tf.pad(iou, [[0, 0], [0, 0], [0, 1]]), axis=-1)
+    m = tf.shape(gt_boxes)[1]
+    blocks = (m + chunk - 1) // chunk
+    gt = tf.pad(gt_boxes, [[0, 0], [0, blocks * chunk - m], [0, 0]])  # zero-size padding: IoU 0
+
+    def step(i, best):
+        block = gt[:, i * chunk : (i + 1) * chunk]
+        return i + 1, tf.maximum(best, tf.reduce_max(box_iou(pred, block), axis=-1))
+
+    # Starting from 0 (not -inf) means M == 0 gives 0.
+    _, best = tf.while_loop(
+        lambda i, _: i < blocks, step, (tf.constant(0), tf.zeros(tf.shape(pred)[:2])), parallel_iterations=1
+    )
     mask = tf.cast(best < ignore_thresh, tf.float32)
-    return tf.stop_gradient(tf.reshape(mask, tf.concat([shape[:4], [1]], axis=0)))
+    return tf.reshape(mask, tf.concat([shape[:4], [1]], axis=0))
 
 
 def yolo_loss(

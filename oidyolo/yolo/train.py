@@ -2,13 +2,15 @@
 
 Stage 1 trains with the backbone frozen (when a pretrained darknet start is given; from scratch every layer trains,
 since a random frozen backbone would teach nothing), stage 2 unfreezes everything at a lower learning rate.
-Callbacks: best checkpoint by ``val_loss``, ReduceLROnPlateau and EarlyStopping (stage 2), CSV log, TensorBoard.
+Callbacks (:mod:`oidyolo.yolo.callbacks`): best checkpoint by ``val_det_loss`` (the detection loss without the L2
+term, comparable across stages), ReduceLROnPlateau and EarlyStopping (stage 2) on the same, CSV log, TensorBoard.
 
-Resume: after every epoch each stage backs up the weights with the optimizer state, then the epoch number, each
-written under a temporary name and renamed, in a state folder that Snakemake does not own, keyed by a fingerprint of
-the configuration and the input files. A kill at any moment leaves the last complete backup; the rerun continues
-from it (history rows of epochs it redoes are replaced, so every epoch is logged once); a changed configuration
-starts afresh.
+Resume: after every epoch each stage backs up the weights with the optimizer state, then the epoch number and the
+callbacks' counters, each written under a temporary name and renamed, in a state folder that Snakemake does not own,
+keyed by a fingerprint of the configuration and the input files. A kill at any moment leaves the last complete
+backup; the rerun continues from it (history rows of epochs it redoes are replaced, so every epoch is logged once)
+and, since each epoch's data order and augmentation are seeded by the epoch, gives the history an uninterrupted run
+would; a changed configuration starts afresh.
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from oidyolo.atomic import atomic_write
 from oidyolo.data.anchors import read_anchors
 from oidyolo.data.yolo_format import read_classes
 from oidyolo.errors import ConfigError, OidyoloError
@@ -37,6 +38,7 @@ STAGE_1 = "trained_weights_stage_1.weights.h5"
 FINAL = "trained_weights_final.weights.h5"
 BEST = "trained_weights_best.weights.h5"
 HISTORY = "history.csv"
+DISTRIBUTE = ("auto", "mirrored", "multiworker", "none")
 
 
 class TrainingError(OidyoloError):
@@ -55,14 +57,22 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
     mixed_precision: str = "auto"  # auto (on a GPU), on, off
-    distribute: str = "auto"  # auto (mirrored over several GPUs), mirrored (all GPUs, else all logical CPUs), none
+    # auto (mirrored over several GPUs), mirrored (all GPUs, else all logical CPUs), multiworker (one process per
+    # node: Slurm's tasks or TF_CONFIG), none
+    distribute: str = "auto"
     reduce_lr_patience: int = 3
     early_stopping_patience: int = 10
     steps_per_epoch: int | None = None  # None: one pass over the training set
     validation_steps: int | None = None
     ignore_thresh: float | None = None
     weight_decay: float = 5e-4
-    cache_images: bool = True
+    cache: str = "auto"  # auto (memory within cache_memory_mb, else disk), memory, disk, none
+    cache_memory_mb: float = 512
+    validation_freq: int = 1  # validate every k epochs (the last epoch of each stage always)
+    jit_compile: bool | str = "auto"  # XLA for the train step; auto: off (no gain measured on CPU, see BENCHMARKS)
+    # plateau: keras-yolo3's constant rate cut by ReduceLROnPlateau (stage 2); cosine: per stage, a linear warm-up
+    # over its first epoch from a tenth of the rate, then a cosine decay to a hundredth by its last epoch
+    schedule: str = "plateau"
 
     def __post_init__(self) -> None:
         get_variant(self.variant)
@@ -75,8 +85,16 @@ class TrainConfig:
             raise ConfigError("train.batch_size must be >= 1 and train.learning_rate > 0")
         if self.freeze not in (0, 1, 2):
             raise ConfigError(f"train.freeze must be 0, 1 or 2, got {self.freeze}")
-        if self.mixed_precision not in ("auto", "on", "off") or self.distribute not in ("auto", "mirrored", "none"):
-            raise ConfigError("train.mixed_precision is auto/on/off and train.distribute auto/mirrored/none")
+        if self.mixed_precision not in ("auto", "on", "off"):
+            raise ConfigError(f"train.mixed_precision must be auto, on or off, got {self.mixed_precision!r}")
+        if self.distribute not in DISTRIBUTE:
+            raise ConfigError(f"train.distribute must be one of {', '.join(DISTRIBUTE)}, got {self.distribute!r}")
+        if self.cache not in ("auto", "memory", "disk", "none"):
+            raise ConfigError(f"train.cache must be auto, memory, disk or none, got {self.cache!r}")
+        if self.schedule not in ("plateau", "cosine"):
+            raise ConfigError(f"train.schedule must be plateau or cosine, got {self.schedule!r}")
+        if self.validation_freq < 1:
+            raise ConfigError(f"train.validation_freq must be >= 1, got {self.validation_freq}")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
@@ -128,11 +146,122 @@ def describe_devices(tf) -> str:
 
 
 def choose_strategy(tf, mode: str):
+    """The distribution strategy; call before any other TF op (MultiWorkerMirroredStrategy insists)."""
+    if mode == "multiworker":
+        resolver = cluster_resolver(tf)
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     gpus = tf.config.list_logical_devices("GPU")
     if mode == "none" or (mode == "auto" and len(gpus) < 2):
         return tf.distribute.get_strategy()
     devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
     return tf.distribute.MirroredStrategy(devices=devices)
+
+
+def cluster_resolver(tf):
+    """Slurm's when run as a Slurm job step of several tasks (one per node, each its node's GPUs), else
+    ``TF_CONFIG``'s."""
+    if int(os.environ.get("SLURM_STEP_NUM_TASKS", os.environ.get("SLURM_NTASKS", "1"))) > 1:
+        gpus = len(tf.config.list_physical_devices("GPU"))  # Slurm already limits each task to its own
+        return tf.distribute.cluster_resolver.SlurmClusterResolver(
+            gpus_per_node=gpus, gpus_per_task=gpus, auto_set_gpu=False
+        )
+    if not os.environ.get("TF_CONFIG"):
+        raise ConfigError(
+            "train.distribute: multiworker needs a Slurm job step of several tasks (srun --ntasks N) or TF_CONFIG "
+            "naming the workers"
+        )
+    return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+
+
+def is_chief(strategy) -> bool:
+    """True unless this process is a non-chief worker of a multi-worker run (only the chief writes outputs)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
+
+
+def count_lines(path: Path) -> int:
+    with open(path, encoding="utf-8") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+@dataclass
+class _Run:
+    """What both stages share; ``train`` reads as the schedule: prepare, stage 1, stage 2, finish."""
+
+    cfg: TrainConfig
+    inputs: TrainInputs
+    out: Path
+    state: Path
+    cache_dir: Path
+    strategy: Any
+    detector: Any
+    best: Any
+    guard: Any
+    resuming: bool
+    n_train: int
+    history: dict[str, list[float]] = field(default_factory=dict)
+    loaded: list[str] | None = None  # layers the pretrained start held
+
+    def datasets(self, batch: int, first_epoch: int, start: int):
+        """The training stream from epoch ``start`` of a stage that begins at ``first_epoch``, and validation."""
+        from oidyolo.yolo.dataset import build_dataset
+
+        cfg = self.cfg
+        anchors = read_anchors(self.inputs.anchors_txt)
+        common = dict(
+            num_classes=len(read_classes(self.inputs.classes_txt)), anchors=anchors, input_shape=tuple(cfg.input_size),
+            seed=cfg.seed, max_boxes=cfg.max_boxes, cache=cfg.cache, cache_dir=self.cache_dir,
+            cache_budget_mb=cfg.cache_memory_mb, batch_size=batch,
+        )  # fmt: skip
+        steps = self.steps_per_epoch(batch)
+        train_ds = build_dataset(
+            self.inputs.train_txt, augment=True, shuffle=True, repeat=True, first_epoch=first_epoch,
+            skip_batches=(start - first_epoch) * steps, augment_config=cfg.augment, **common,
+        )  # fmt: skip
+        val_ds = build_dataset(self.inputs.val_txt, augment=False, shuffle=False, **common)
+        return train_ds, val_ds
+
+    def steps_per_epoch(self, batch: int) -> int:
+        return self.cfg.steps_per_epoch or math.ceil(self.n_train / batch)
+
+    def fit(self, stage: int, first_epoch: int, last_epoch: int, extra: list, optimizer) -> None:
+        """Compile, restore this stage's backup (weights, optimizer, callback state) and fit its epochs."""
+        from oidyolo.yolo import callbacks as cb
+
+        cfg = self.cfg
+        with self.strategy.scope():
+            self.detector.compile(optimizer=optimizer, jit_compile=cfg.jit_compile is True)
+        folder = self.state / f"stage_{stage}"
+        stateful = {"best": self.best, **{type(c).__name__: c for c in extra}}
+        start = _restore(self.detector, folder, first_epoch, self.strategy, self.out / HISTORY, stateful)
+        batch = cfg.batch_size[stage - 1]
+        train_ds, val_ds = self.datasets(batch, first_epoch, start)
+        if cfg.distribute == "multiworker":
+            _local_symbolic_build(self.detector, train_ds)
+        callbacks = [
+            cb.DetectionLoss(), *extra, self.guard, self.best, cb.CsvHistory(self.out / HISTORY, _HISTORY_FIELDS),
+            *_tensorboard(self.out), cb.Backup(folder, stateful),
+        ]  # fmt: skip
+        # Validate every k epochs counted from the stage's start, and always on its last epoch.
+        freq = [e + 1 for e in range(first_epoch, last_epoch) if (e - first_epoch + 1) % cfg.validation_freq == 0]
+        freq = sorted({*freq, last_epoch})
+        h = self.detector.fit(
+            train_ds, validation_data=val_ds, initial_epoch=start, epochs=last_epoch,
+            steps_per_epoch=self.steps_per_epoch(batch), validation_steps=cfg.validation_steps,
+            validation_freq=freq if cfg.validation_freq > 1 else 1, callbacks=callbacks, verbose=2, shuffle=False,
+        )  # fmt: skip
+        _check_finite(h.history, f"stage {stage}", self.guard)
+        _merge(self.history, h.history)
+
+
+_HISTORY_FIELDS = [
+    "det_loss", "loss", "class_loss", "conf_loss", "wh_loss", "xy_loss",
+    "val_det_loss", "val_loss", "val_class_loss", "val_conf_loss", "val_wh_loss", "val_xy_loss",
+]  # fmt: skip
 
 
 def train(
@@ -141,22 +270,40 @@ def train(
     cfg: TrainConfig,
     *,
     state_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
     threads: int | None = None,
 ) -> TrainResult:
-    """Train and write ``STAGE_1``, ``FINAL`` (and ``BEST``), ``model.json`` and ``history.csv`` into ``out_dir``."""
+    """Train and write ``STAGE_1``, ``FINAL`` (and ``BEST``), ``model.json`` and ``history.csv`` into ``out_dir``.
+
+    ``cache_dir`` holds the shrunk images of ``train.cache: disk`` (default ``out_dir/_cache``; kept, so a rerun
+    with other hyper-parameters reuses it)."""
+    run = _prepare(inputs, Path(out_dir), cfg, state_dir, cache_dir, threads)
+    started = time.monotonic()
+    _stage_1(run)
+    _stage_2(run)
+    return _finish(run, started)
+
+
+def _prepare(inputs: TrainInputs, out: Path, cfg: TrainConfig, state_dir, cache_dir, threads: int | None) -> _Run:
+    """Devices, strategy, model spec, resume state and the model (with its pretrained start)."""
     import keras
     import tensorflow as tf
 
+    from oidyolo.yolo import callbacks as cb
     from oidyolo.yolo.darknet import load_pretrained
-    from oidyolo.yolo.dataset import build_dataset
-    from oidyolo.yolo.model import YoloDetector, build_yolov3, freeze_backbone, unfreeze_all
+    from oidyolo.yolo.model import YoloDetector, build_yolov3
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    state = Path(state_dir) if state_dir else out / "_state"
     if threads:
+        # Snakemake passes the rule's threads (8) even on a 2-core machine; more op threads than CPUs only spin.
+        threads = min(threads, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else threads)
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(max(1, min(threads, 2)))
+    strategy = choose_strategy(tf, cfg.distribute)  # first: MultiWorkerMirroredStrategy wants no TF op before it
+    if not is_chief(strategy):  # a worker computes what the chief does but writes its copies aside
+        out = out / f"_worker_{strategy.cluster_resolver.task_id}"
+        state_dir = None
+    out.mkdir(parents=True, exist_ok=True)
+    state = Path(state_dir) if state_dir else out / "_state"
     keras.utils.set_random_seed(cfg.seed)
 
     classes = read_classes(inputs.classes_txt)
@@ -183,124 +330,173 @@ def train(
     if cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and gpus):
         keras.mixed_precision.set_global_policy("mixed_float16")
         print("mixed precision: float16 compute, float32 weights and loss", file=sys.stderr)
-    strategy = choose_strategy(tf, cfg.distribute)
     if strategy.num_replicas_in_sync > 1:
-        print(f"data parallel over {strategy.num_replicas_in_sync} devices (MirroredStrategy)", file=sys.stderr)
-
-    common = dict(num_classes=len(classes), anchors=anchors, input_shape=tuple(cfg.input_size), seed=cfg.seed)
-    common["max_boxes"] = cfg.max_boxes
-
-    def datasets(batch: int):
-        repeat = cfg.steps_per_epoch is not None
-        train_ds = build_dataset(
-            inputs.train_txt, batch_size=batch, augment=True, shuffle=True, repeat=repeat,
-            cache_decoded=cfg.cache_images, augment_config=cfg.augment, **common,
-        )  # fmt: skip
-        val_ds = build_dataset(
-            inputs.val_txt, batch_size=batch, augment=False, shuffle=False, cache_decoded=cfg.cache_images, **common
+        print(
+            f"data parallel over {strategy.num_replicas_in_sync} devices ({type(strategy).__name__})", file=sys.stderr
         )
-        return train_ds, val_ds
-
     with strategy.scope():
         body = build_yolov3(len(classes), cfg.variant, weight_decay=cfg.weight_decay)
         detector = YoloDetector(body, anchors, len(classes), ignore_thresh=cfg.ignore_thresh)
         detector(tf.zeros((1, *cfg.input_size, 3)))  # build, so a backup can be loaded into it
+    loaded = None
     if inputs.pretrained:
         loaded, skipped = load_pretrained(body, inputs.pretrained)
         print(f"pretrained start: loaded {len(loaded)} layers, skipped {len(skipped)} ({', '.join(skipped)})")
+    return _Run(
+        cfg, inputs, out, state, Path(cache_dir) if cache_dir else out / "_cache", strategy, detector,
+        cb.BestBody(out / BEST), cb.NanGuard(), resuming, count_lines(inputs.train_txt), loaded=loaded,
+    )  # fmt: skip
 
-    best = _BestBody(out / BEST, _best_so_far(out / HISTORY) if resuming else math.inf)
-    guard = _NanGuard()
-    stage1_done = state / "stage_1_done.weights.h5"
-    e1, e2 = cfg.epochs
-    history: dict[str, list[float]] = {}
-    started = time.monotonic()
-    if stage1_done.exists():
-        body.load_weights(str(stage1_done))
+
+def _stage_1(run: _Run) -> None:
+    """Frozen backbone with a pretrained start (else every layer), epochs ``[0, e1)``; its result is kept."""
+    import keras
+
+    from oidyolo.yolo.callbacks import save_atomic
+    from oidyolo.yolo.model import freeze_backbone
+
+    cfg, e1 = run.cfg, run.cfg.epochs[0]
+    done = run.state / "stage_1_done.weights.h5"
+    if done.exists():
+        run.detector.body.load_weights(str(done))
+        _restore_best(run)
         print("resuming: stage 1 was already done", file=sys.stderr)
     else:
         if e1:
-            if inputs.pretrained and cfg.freeze:
-                frozen = freeze_backbone(detector, cfg.freeze, only=loaded)  # only what the start held
+            if run.inputs.pretrained and cfg.freeze:
+                frozen = freeze_backbone(run.detector, cfg.freeze, only=run.loaded)  # only what the start held
                 print(f"stage 1: {frozen} layers frozen (freeze mode {cfg.freeze})", file=sys.stderr)
             else:
                 print("stage 1: no pretrained start, so every layer trains", file=sys.stderr)
-            with strategy.scope():
-                detector.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate[0]))
-            start = _restore(detector, state / "stage_1", 0, strategy, out / HISTORY)
-            train_ds, val_ds = datasets(cfg.batch_size[0])
-            callbacks = [*_logging_callbacks(out, best, guard), _Backup(state / "stage_1")]
-            h = detector.fit(
-                train_ds, validation_data=val_ds, initial_epoch=start, epochs=e1, steps_per_epoch=cfg.steps_per_epoch,
-                validation_steps=cfg.validation_steps, callbacks=callbacks, verbose=2, shuffle=False,
-            )  # fmt: skip
-            _check_finite(h.history, "stage 1", guard)
-            _merge(history, h.history)
-        _save_atomic(body, stage1_done)
-        shutil.rmtree(state / "stage_1", ignore_errors=True)
-    shutil.copyfile(stage1_done, out / STAGE_1)
+            with run.strategy.scope():
+                optimizer = keras.optimizers.Adam(learning_rate=_rate(run, 1, e1))
+            run.fit(1, 0, e1, [], optimizer)
+        save_atomic(run.detector.body, done)
+        _save_best_state(run)
+        shutil.rmtree(run.state / "stage_1", ignore_errors=True)
+    shutil.copyfile(done, run.out / STAGE_1)
 
-    if e2:
-        unfreeze_all(detector)
-        with strategy.scope():
-            detector.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate[1]))
-        start = _restore(detector, state / "stage_2", e1, strategy, out / HISTORY)
-        train_ds, val_ds = datasets(cfg.batch_size[1])
-        callbacks = [
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=cfg.reduce_lr_patience),
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.early_stopping_patience),
-            *_logging_callbacks(out, best, guard),
-            _Backup(state / "stage_2"),  # last: an epoch counts as done only once everything above has run
-        ]
-        h = detector.fit(
-            train_ds, validation_data=val_ds, initial_epoch=start, epochs=e1 + e2,
-            steps_per_epoch=cfg.steps_per_epoch, validation_steps=cfg.validation_steps, callbacks=callbacks,
-            verbose=2, shuffle=False,
-        )  # fmt: skip
-        _check_finite(h.history, "stage 2", guard)
-        _merge(history, h.history)
-    # The final weights are the best by val_loss over both stages (keras-yolo3 kept the last epoch's).
-    if best.path.exists():
-        body.load_weights(str(best.path))
-    _save_atomic(body, out / FINAL)
-    shutil.rmtree(state, ignore_errors=True)
+
+def _stage_2(run: _Run) -> None:
+    """Everything trains at the lower rate, epochs ``[e1, e1 + e2)``, with LR plateau and early stopping."""
+    import keras
+
+    from oidyolo.yolo import callbacks as cb
+    from oidyolo.yolo.model import unfreeze_all
+
+    cfg = run.cfg
+    e1, e2 = cfg.epochs
+    if not e2:
+        return
+    unfreeze_all(run.detector)
+    with run.strategy.scope():
+        optimizer = keras.optimizers.Adam(learning_rate=_rate(run, 2, e2))
+    extra = [cb.EarlyStopping(monitor=cb.MONITOR, mode="min", patience=cfg.early_stopping_patience)]
+    if cfg.schedule == "plateau":  # a schedule owns the rate; the plateau callback could not set it
+        extra.insert(
+            0, cb.ReduceLROnPlateau(monitor=cb.MONITOR, mode="min", factor=0.1, patience=cfg.reduce_lr_patience)
+        )
+    run.fit(2, e1, e1 + e2, extra, optimizer)
+
+
+def _local_symbolic_build(detector, dataset) -> None:
+    """Keras 3 ``fit`` builds metrics from one batch that it averages with ``strategy.reduce`` eagerly, which
+    MultiWorkerMirroredStrategy cannot do (keras-team/keras#20585); build them from a local batch instead (the
+    model and optimizer are built already, only the shapes matter)."""
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer
+
+    sample = next(iter(dataset))
+
+    def build(iterator=None, data_batch=None) -> None:
+        with detector.distribute_strategy.scope():
+            detector._symbolic_build(data_batch=sample)
+
+    detector._maybe_symbolic_build = build
+    # The same Keras path then averages the scalar logs with reduce(axis=0), which a scalar has not.
+    if not getattr(trainer.reduce_per_replica, "_oidyolo", False):
+        original = trainer.reduce_per_replica
+
+        def reduce_per_replica(values, strategy, reduction):
+            if trainer._collective_all_reduce_multi_worker(strategy) and reduction in ("auto", "mean"):
+                return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+            return original(values, strategy, reduction)
+
+        reduce_per_replica._oidyolo = True  # type: ignore[attr-defined]
+        trainer.reduce_per_replica = reduce_per_replica
+
+
+def _rate(run: _Run, stage: int, epochs: int):
+    """The stage's learning rate: a float (plateau), or warm-up + cosine over its steps, which follows
+    ``optimizer.iterations`` and so resumes exactly with the optimizer state."""
+    import keras
+
+    lr = run.cfg.learning_rate[stage - 1]
+    if run.cfg.schedule == "plateau":
+        return lr
+    steps = run.steps_per_epoch(run.cfg.batch_size[stage - 1])
+    warm = min(steps, max(1, epochs * steps // 4))
+    return keras.optimizers.schedules.CosineDecay(
+        lr / 10, max(1, epochs * steps - warm), alpha=0.01, warmup_target=lr, warmup_steps=warm
+    )
+
+
+def _finish(run: _Run, started: float) -> TrainResult:
+    """The final weights are the best by ``val_det_loss`` over both stages (keras-yolo3 kept the last epoch's)."""
+    from oidyolo.yolo.callbacks import save_atomic
+
+    body = run.detector.body
+    if run.best.path.exists():
+        body.load_weights(str(run.best.path))
+    save_atomic(body, run.out / FINAL)
+    shutil.rmtree(run.state, ignore_errors=True)
     summary = {
         "seconds": round(time.monotonic() - started, 1),
-        "best_val_loss": best.best if math.isfinite(best.best) else None,
-        "epochs_run": len(history.get("loss", [])),
-        "resumed": resuming,
+        "best_val_det_loss": run.best.best if math.isfinite(run.best.best) else None,
+        "epochs_run": len(run.history.get("loss", [])),
+        "resumed": run.resuming,
     }
     print(json.dumps(summary), file=sys.stderr)
     return TrainResult(summary, body)
 
 
-def _logging_callbacks(out: Path, best: _BestBody, guard: _NanGuard) -> list:
+def _save_best_state(run: _Run) -> None:
+    (run.state / "best.json").write_text(json.dumps(run.best.state()))
+
+
+def _restore_best(run: _Run) -> None:
+    path = run.state / "best.json"
+    if path.exists():
+        run.best.restore(json.loads(path.read_text()))
+
+
+def _tensorboard(out: Path) -> list:
     import keras
 
-    return [
-        guard,
-        best,
-        _CsvHistory(out / HISTORY),
-        keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard"), write_graph=False, profile_batch=0),
-    ]
+    return [keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard"), write_graph=False, profile_batch=0)]
 
 
-def _restore(detector, folder: Path, default_epoch: int, strategy, history_csv: Path) -> int:
-    """Load a stage's backup (weights and optimizer state) if there is one; returns the epoch to continue from.
-    History rows from that epoch on are dropped: those epochs run again and log again."""
-    meta, weights = folder / "epoch.json", folder / "latest.weights.h5"
+def _restore(detector, folder: Path, default_epoch: int, strategy, history_csv: Path, stateful: dict) -> int:
+    """Load a stage's backup (weights, optimizer state, callback state) if there is one; returns the epoch to
+    continue from. History rows from that epoch on are dropped: those epochs run again and log again."""
+    from oidyolo.yolo.callbacks import read_backup
+
     epoch = default_epoch
-    if meta.exists() and weights.exists():
-        try:
-            epoch = int(json.loads(meta.read_text())["epoch"])
+    try:
+        meta = read_backup(folder)
+        if meta is not None:
             with strategy.scope():
                 detector.optimizer.build(detector.trainable_variables)
-            detector.load_weights(str(weights))
+            detector.load_weights(str(folder / "latest.weights.h5"))
+            epoch = int(meta["epoch"])
+            for name, state in meta.get("callbacks", {}).items():
+                if name in stateful:
+                    stateful[name].restore(state)
             print(f"resuming at epoch {epoch + 1} from the backup in {folder}", file=sys.stderr)
-        except (OSError, ValueError, KeyError) as err:
-            print(f"warning: the backup in {folder} is unreadable ({err}); the stage starts again", file=sys.stderr)
-            shutil.rmtree(folder, ignore_errors=True)
-            epoch = default_epoch
+    except (OSError, ValueError, KeyError) as err:
+        print(f"warning: the backup in {folder} is unreadable ({err}); the stage starts again", file=sys.stderr)
+        shutil.rmtree(folder, ignore_errors=True)
+        epoch = default_epoch
     _drop_history_from(history_csv, epoch)
     return epoch
 
@@ -314,21 +510,12 @@ def _drop_history_from(history_csv: Path, epoch: int) -> None:
         rows = list(csv.reader(fh))
     keep = [rows[0], *(r for r in rows[1:] if r and int(r[0]) < epoch)] if rows else []
     if len(keep) != len(rows):
-        tmp = history_csv.with_name(history_csv.name + ".part")
-        with open(tmp, "w", newline="") as fh:
-            csv.writer(fh).writerows(keep)
-        os.replace(tmp, history_csv)
 
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as fh:
+                csv.writer(fh).writerows(keep)
 
-def _best_so_far(history_csv: Path) -> float:
-    """The lowest val_loss logged before an interruption, so a resumed run keeps the best weights it had."""
-    import csv
-
-    if not history_csv.exists():
-        return math.inf
-    with open(history_csv, newline="") as fh:
-        values = [float(r["val_loss"]) for r in csv.DictReader(fh) if r.get("val_loss")]
-    return min((v for v in values if math.isfinite(v)), default=math.inf)
+        atomic_write(history_csv, write)
 
 
 def _merge(into: dict[str, list[float]], new: dict[str, list[float]]) -> None:
@@ -336,7 +523,7 @@ def _merge(into: dict[str, list[float]], new: dict[str, list[float]]) -> None:
         into.setdefault(k, []).extend(float(x) for x in v)
 
 
-def _check_finite(history: dict[str, list[float]], stage: str, guard: _NanGuard) -> None:
+def _check_finite(history: dict[str, list[float]], stage: str, guard) -> None:
     losses = history.get("loss", [])
     if any(not math.isfinite(x) for x in losses) or guard.tripped:
         raise TrainingError(
@@ -344,83 +531,3 @@ def _check_finite(history: dict[str, list[float]], stage: str, guard: _NanGuard)
             "anchors file and the boxes in train.txt (zero-size boxes are dropped upstream), or set "
             "train.mixed_precision: off."
         )
-
-
-def _save_atomic(body, path: Path) -> None:
-    tmp = path.with_name(path.name.removesuffix(".weights.h5") + ".part.weights.h5")
-    body.save_weights(str(tmp))
-    os.replace(tmp, path)
-
-
-def _callback_base():
-    import keras
-
-    return keras.callbacks.Callback
-
-
-class _NanGuard(_callback_base()):  # type: ignore[misc]
-    """Stop at the first non-finite batch loss (TerminateOnNaN, remembered so we can explain it)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tripped = False
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)):
-            self.tripped = True
-            self.model.stop_training = True
-
-
-class _BestBody(_callback_base()):  # type: ignore[misc]
-    """Save the *body* weights (what inference loads) whenever ``val_loss`` improves."""
-
-    def __init__(self, path: Path, best: float = math.inf) -> None:
-        super().__init__()
-        self.path = path
-        self.best = best
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        value = (logs or {}).get("val_loss")
-        if value is not None and math.isfinite(float(value)) and float(value) < self.best:
-            self.best = float(value)
-            _save_atomic(self.model.body, self.path)
-
-
-class _CsvHistory(_callback_base()):  # type: ignore[misc]
-    """One row per epoch with a fixed header, appended across both stages and across resumes (Keras' CSVLogger
-    keeps the first stage's header, which lacks the learning rate that stage 2's callbacks add)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = path
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        import csv
-
-        row = {k: float(v) for k, v in (logs or {}).items()}
-        row["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
-        row["epoch"] = epoch
-        if self.path.exists() and self.path.stat().st_size:
-            with open(self.path, newline="") as fh:
-                fields = next(csv.reader(fh))
-        else:
-            fields = ["epoch", "learning_rate", *sorted(k for k in row if k not in ("epoch", "learning_rate"))]
-            self.path.write_text(",".join(fields) + "\n")
-        with open(self.path, "a", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore").writerow(row)
-
-
-class _Backup(_callback_base()):  # type: ignore[misc]
-    """The resume point: weights with optimizer state, then the finished epoch count, each atomically."""
-
-    def __init__(self, folder: Path) -> None:
-        super().__init__()
-        self.folder = folder
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        _save_atomic(self.model, self.folder / "latest.weights.h5")
-        tmp = self.folder / "epoch.json.part"
-        tmp.write_text(json.dumps({"epoch": epoch + 1}))
-        os.replace(tmp, self.folder / "epoch.json")

@@ -34,11 +34,11 @@ _SPECIAL_MODES_MIN_IMAGES = 40  # splits this large get two grayscale and one CM
 
 @dataclass(frozen=True)
 class DemoSpec:
-    """What to generate. The defaults make the workflow's demo source (300 train, 80 validation images)."""
+    """What to generate. The defaults make the workflow's demo source (300 train, 80 validation, 80 test images)."""
 
     version: str = "v6"
     seed: int = 0
-    images: dict[str, int] = field(default_factory=lambda: {"train": 300, "validation": 80, "test": 0})
+    images: dict[str, int] = field(default_factory=lambda: {"train": 300, "validation": 80, "test": 80})
     min_side: int = 256
     max_side: int = 512
     # Rows whose image is not written to the bucket (real Open Images lists a few such images).
