@@ -226,8 +226,10 @@ class TestOnLocalSlurm:
         # The cluster is private to this session: its job list is everything this workflow submitted.
         assert Counter(map(rule_of, slurm_run.jobs.values())) == Counter(slurm_run.submitted.values())
         assert set(slurm_run.submitted.values()) == SLURM_RULES
-        per_class = 2 * 2 * len(BASE["classes"])  # extract + select, for each class in each split
-        assert len(slurm_run.submitted) == per_class + 2 + 6  # + voc per split + one job each of 6 rules
+        # per split (train, validation, test): extract + select per class, its index and its voc; then one job each of
+        # yolo_annotations, anchors, train, evaluate and the two reports
+        per_split = 2 * len(BASE["classes"]) + 2
+        assert len(slurm_run.submitted) == 3 * per_split + 6
         assert all(j["JobState"] == "COMPLETED" and j["ExitCode"] == "0:0" for j in slurm_run.jobs.values())
         # Snakemake ran the downloads itself ("localrule"), and submitted every other job ("rule")
         local = set(re.findall(r"^localrule (\w+):", slurm_run.log, re.M))

@@ -130,7 +130,8 @@ def test_hierarchy_expansion_takes_subclass_boxes(tmp_path):
 def test_val_fraction_takes_validation_from_the_train_split(tmp_path):
     jobs = planned(tmp_path, test_config("val_fraction"))
     splits = {o.split("/")[2] for rule, o in jobs if rule in ("select_class", "download_images", "voc")}
-    assert splits == {"train"} and ("yolo_annotations", "results/yolo/train.txt") in jobs
+    assert "train" in splits and "validation" not in splits  # the test split stays its own
+    assert ("yolo_annotations", "results/yolo/train.txt") in jobs
 
 
 def test_second_run_has_nothing_to_do(run):
@@ -143,9 +144,9 @@ def test_adding_a_class_reruns_only_that_class_and_the_merges(run):
     assert {o for r, o in jobs if r in ("extract_class", "select_class", "download_images")} == {
         f"results/{d}/{s}/Lemon.{e}"
         for d, e in (("boxes", "parquet"), ("select", "csv"), ("images", "tsv"))
-        for s in ("train", "validation")
+        for s in ("train", "validation", "test")
     }
-    assert rules.count("voc") == 2 and "yolo_annotations" in rules
+    assert rules.count("voc") == 3 and "yolo_annotations" in rules
     assert not {"demo_source", "fetch_boxes", "fetch_catalog", "index_boxes"} & set(rules)
 
 
