@@ -243,7 +243,8 @@ class TestOnLocalSlurm:
 
     def test_jobs_got_the_resources_of_the_profile(self, slurm_run):
         for job in slurm_run.jobs.values():
-            wanted = ("8", "32000M", "1-00:00:00") if rule_of(job) == "train" else ("1", "4000M", "01:00:00")
+            cpus = {"train": "8", "index_boxes": "2"}.get(rule_of(job), "1")  # the rules' `threads:`
+            wanted = (cpus, "32000M", "1-00:00:00") if rule_of(job) == "train" else (cpus, "4000M", "01:00:00")
             assert (job["NumCPUs"], job["MinMemoryNode"], job["TimeLimit"]) == wanted, rule_of(job)
             assert job["Partition"] == "debug" and job["Account"] == "(null)"
 
