@@ -289,13 +289,10 @@ EPOCHS = 7
 
 @pytest.fixture(scope="module")
 def yolo_data(tmp_path_factory):
-    from yolo_data import make_dataset
-
-    from oidyolo.data.anchors import anchors_from_annotations, write_anchors
+    from yolo_data import make_dataset, write_tiny_anchors
 
     root = make_dataset(tmp_path_factory.mktemp("yolo"), n_train=8, n_val=4)
-    anchors, _ = anchors_from_annotations(root / "train.txt", (64, 64), k=6, seed=0)
-    write_anchors(root / "anchors.txt", anchors)
+    write_tiny_anchors(root)
     return root
 
 

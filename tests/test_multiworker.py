@@ -13,9 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from yolo_data import make_dataset
-
-from oidyolo.data.anchors import anchors_from_annotations, write_anchors
+from yolo_data import make_dataset, write_tiny_anchors
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +43,7 @@ def test_two_workers_on_loopback_end_with_identical_weights(tmp_path):
     import h5py
 
     root = make_dataset(tmp_path / "data", n_train=8, n_val=4, side=96)
-    anchors, _ = anchors_from_annotations(root / "train.txt", (64, 64), k=6, seed=0)
-    write_anchors(root / "anchors.txt", anchors)
+    write_tiny_anchors(root)
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]

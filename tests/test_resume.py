@@ -12,9 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from yolo_data import make_dataset
-
-from oidyolo.data.anchors import anchors_from_annotations, write_anchors
+from yolo_data import make_dataset, write_tiny_anchors
 
 pytestmark = pytest.mark.slow
 
@@ -41,8 +39,7 @@ def rows(out: Path) -> list[dict[str, str]]:
 
 def test_killed_and_resumed_training_logs_the_uninterrupted_history(tmp_path):
     root = make_dataset(tmp_path / "data", n_train=7, n_val=3, side=96)
-    anchors, _ = anchors_from_annotations(root / "train.txt", (64, 64), k=6, seed=0)
-    write_anchors(root / "anchors.txt", anchors)
+    write_tiny_anchors(root)
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "TF_DETERMINISTIC_OPS": "1", "OMP_NUM_THREADS": "1"}

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from yolo_data import CLASSES, make_dataset
-
-from oidyolo.data.anchors import anchors_from_annotations, write_anchors
+from yolo_data import CLASSES, make_dataset, write_tiny_anchors
 
 pytestmark = pytest.mark.slow
 
@@ -26,8 +24,7 @@ SMALL = {"variant": "tiny", "input_size": 96, "batch_size": [4, 4], "learning_ra
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     root = make_dataset(tmp_path_factory.mktemp("yolo"), n_train=8, n_val=4)
-    anchors, _ = anchors_from_annotations(root / "train.txt", (96, 96), k=6, seed=0)
-    write_anchors(root / "anchors.txt", anchors)
+    write_tiny_anchors(root, (96, 96))
     return root
 
 

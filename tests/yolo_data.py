@@ -30,3 +30,12 @@ def make_dataset(root: Path, n_train: int = 8, n_val: int = 4, side: int = 128) 
         write_annotations(root / name, lines)
     write_annotations(root / "classes.txt", CLASSES)
     return root
+
+
+def write_tiny_anchors(root: Path, input_hw: tuple[int, int] = (64, 64)) -> Path:
+    """k-means anchors for YOLOv3-tiny (6) from ``root/train.txt`` at ``input_hw``, written to ``root/anchors.txt``."""
+    from oidyolo.data.anchors import anchors_from_annotations, write_anchors
+
+    anchors, _ = anchors_from_annotations(root / "train.txt", input_hw, k=6, seed=0)
+    write_anchors(root / "anchors.txt", anchors)
+    return root / "anchors.txt"
