@@ -50,7 +50,6 @@ IMAGE_ID = re.compile(r"^[0-9a-f]{16}$")
 # Maps every control byte (NUL, ESC, a lone CR, ...) to a non-ASCII one, so ``isascii()`` after it checks both at
 # once: no valid Open Images row holds either, XML cannot hold most control bytes, and a lone CR splits a row in two.
 _FLAG_CONTROL = bytes(0x80 if b < 0x20 or b == 0x7F else b for b in range(256))
-_FLAG_CONTROL_JOINED = _FLAG_CONTROL[:10] + b"\n" + _FLAG_CONTROL[11:]  # for lines joined by newlines
 _NUMBER = r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$"
 # Coordinates a hair outside [0, 1] are rounding noise; anything further is an invalid box.
 _COORD_SLACK = 1e-4
@@ -469,7 +468,7 @@ def scan_boxes(
         batches = _batched(iter_matching_lines(path, mids, window=window), chunk_lines)
     else:
         # a window's pages all become resident for a dense class: a smaller one bounds memory
-        windows = iter_indexed_batches(path, index, mids, window=min(window, 32 << 20))
+        windows = _prefetched(iter_indexed_batches(path, index, mids, window=min(window, 32 << 20)))
         batches = (b[i : i + chunk_lines] for b in windows for i in range(0, len(b), chunk_lines))
     ncols, li = len(header.columns), header.index("LabelName")
     wanted = {mid.encode("utf-8", "surrogateescape") for mid in mids}
@@ -522,9 +521,12 @@ def _parse_chunk(
     unique: list[bytes], header: Header, ncols: int, mids: list[str], bad: BadRows, of_class: Callable[[bytes], bool]
 ) -> pa.Table:
     joined = b"\n".join(unique)
-    # One pass each over all the bytes decides the usual case (clean ASCII, every line one field per column);
+    # Two vectorised passes over all the bytes decide the usual case (clean ASCII, every line one field per column);
     # only otherwise is each line looked at.
-    if joined.translate(_FLAG_CONTROL_JOINED).isascii() and joined.count(b",") == (ncols - 1) * len(unique):
+    if _clean(joined, len(unique), ncols):
+        table = _parse_typed(joined, header, mids)  # every value well-formed: typed by the CSV reader, checked once
+        if table is not None:
+            return table
         try:
             return _parse(unique, header, mids, bad, joined=joined)
         except pa.ArrowInvalid:  # some lines have more fields and others fewer
@@ -540,6 +542,59 @@ def _parse_chunk(
         else:
             good.append(line)  # the parser keeps only the rows whose LabelName is one of the MIDs
     return _parse(good, header, mids, bad)
+
+
+def _clean(joined: bytes, lines: int, ncols: int) -> bool:
+    """Whether ``lines`` lines joined by newlines are all printable ASCII with ``ncols`` fields each."""
+    buf = np.frombuffer(joined, np.uint8)
+    # bytes below 0x20 or from 0x7F wrap to >= 95 after subtracting 0x20: only the newlines may
+    return np.count_nonzero(buf - np.uint8(32) >= 95) == lines - 1 and np.count_nonzero(buf == 44) == (ncols - 1) * lines
+
+
+def _parse_typed(joined: bytes, header: Header, mids: list[str]) -> pa.Table | None:
+    """The boxes of ``joined`` when every row of these classes is valid, the numbers typed by the CSV reader (a
+    third faster than strings then casts); None at the first value that is not, so :func:`_parse` finds and
+    counts the bad rows exactly as before."""
+    # Confidence as float64, cast after: float32 parsing could round differently from the string path's cast
+    types = {c: pa.float64() if c == "Confidence" else BOX_SCHEMA.field(c).type for c in BOX_SCHEMA.names}
+    types = {c: t for c, t in types.items() if c in header.columns}
+    if b" " in joined:  # the reader trims spaces around numbers, where a cast refuses them: no Open Images row has one
+        return None
+    try:
+        raw = pacsv.read_csv(
+            io.BytesIO(joined),
+            read_options=pacsv.ReadOptions(column_names=list(header.columns), block_size=1 << 20),
+            parse_options=pacsv.ParseOptions(quote_char=False),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=list(types), column_types=types, strings_can_be_null=False, null_values=[]
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None
+    raw = raw.filter(pc.is_in(raw["LabelName"], value_set=pa.array(mids)))
+    checks = [_valid_id(raw["ImageID"])]
+    coords = [raw[c] for c in COORDS]
+    for col in coords:
+        checks.append(pc.and_(pc.greater_equal(col, -_COORD_SLACK), pc.less_equal(col, 1 + _COORD_SLACK)))
+    checks += [pc.less(coords[0], coords[1]), pc.less(coords[2], coords[3])]
+    if "Confidence" in raw.column_names:
+        checks.append(pc.is_finite(raw["Confidence"]))
+    flag_values = pa.array([1, 0, -1], pa.int8())
+    checks += [pc.is_in(raw[a], value_set=flag_values) for a in ATTRIBUTES if a in raw.column_names]
+    if not all(pc.all(c).as_py() is not False for c in checks):
+        return None
+    numbers = {c: raw[c] for c in (*COORDS, "Confidence") if c in types}
+    return _box_table(raw, header, numbers, {a: raw[a] for a in ATTRIBUTES if a in types})
+
+
+def _prefetched(items: Iterator[list[bytes]]) -> Iterator[list[bytes]]:
+    """``items``, the next one read on a second thread while the caller parses this one (the reads page the file
+    in; the parser spends most of its time in pyarrow, which releases the GIL)."""
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(next, items, None)
+        while (item := ahead.result()) is not None:
+            ahead = pool.submit(next, items, None)
+            yield item
 
 
 def _batched(lines: Iterator[bytes], n: int) -> Iterator[list[bytes]]:
@@ -591,6 +646,11 @@ def _parse(lines: list[bytes], header: Header, mids: list[str], bad: BadRows, jo
         raw = raw.filter(valid)
         numbers = {c: v.filter(valid) for c, v in numbers.items()}
         flags = {c: v.filter(valid) for c, v in flags.items()}
+    return _box_table(raw, header, numbers, flags)
+
+
+def _box_table(raw: pa.Table, header: Header, numbers: dict, flags: dict) -> pa.Table:
+    """The valid rows ``raw`` (strings) with their typed ``numbers`` and attribute ``flags``, in :data:`BOX_SCHEMA`."""
     coords = {c: pc.max_element_wise(pc.min_element_wise(numbers[c], 1.0), 0.0) for c in COORDS}
     m = raw.num_rows
     columns = {

@@ -15,6 +15,7 @@ import hashlib
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -148,4 +149,7 @@ def write_csv_atomic(table: pa.Table, path: Path) -> None:
 
 
 def _atomic_parquet(table: pa.Table, path: Path) -> None:
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    # lz4, and dictionaries only for the few-valued columns: ImageIDs are mostly distinct (1.6x faster to write and
+    # 2x to read than the defaults for a class of 1.28M boxes, the same size)
+    write = partial(pq.write_table, compression="lz4", use_dictionary=["Source", "LabelName"])
+    atomic_write(path, lambda tmp: write(table, tmp))
