@@ -548,7 +548,8 @@ def _clean(joined: bytes, lines: int, ncols: int) -> bool:
     """Whether ``lines`` lines joined by newlines are all printable ASCII with ``ncols`` fields each."""
     buf = np.frombuffer(joined, np.uint8)
     # bytes below 0x20 or from 0x7F wrap to >= 95 after subtracting 0x20: only the newlines may
-    return np.count_nonzero(buf - np.uint8(32) >= 95) == lines - 1 and np.count_nonzero(buf == 44) == (ncols - 1) * lines
+    printable = np.count_nonzero(buf - np.uint8(32) >= 95) == lines - 1
+    return printable and np.count_nonzero(buf == 44) == (ncols - 1) * lines
 
 
 def _parse_typed(joined: bytes, header: Header, mids: list[str]) -> pa.Table | None:
