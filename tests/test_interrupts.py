@@ -92,13 +92,14 @@ def test_killed_image_downloads_never_leave_a_broken_file_and_finish_identically
     with http_server(bucket, Faults(delay=0.08)) as (url, _):
         cmd = [sys.executable, "-m", "oidyolo", "download", str(sel), "--split", "train", "--url", url,
                "--store", str(store), "--manifest", str(manifest), "--workers", "4", "--timeout", "10"]  # fmt: skip
-        for _ in range(40):
-            if landed["before any image"] + landed["mid-download"] == 20:
+        late = 0.0  # a loaded machine starts Python slower: each kill that lands before any image moves the next later
+        for _ in range(60):
+            if landed["mid-download"] >= 12:
                 break
             if manifest.exists():  # the last run finished: start a fresh round so kills keep landing mid-download
                 shutil.rmtree(store)
                 manifest.unlink()
-            killed = kill_at(cmd, rng.uniform(0.2, 1.3))
+            killed = kill_at(cmd, late + rng.uniform(0.2, 1.3))
             jpgs = sorted((store / "train").glob("*.jpg")) if store.exists() else []
             for path in jpgs:  # every image at a final path is whole and the source's, byte for byte
                 assert path.read_bytes() == (bucket / "train" / path.name).read_bytes(), path
@@ -111,10 +112,11 @@ def test_killed_image_downloads_never_leave_a_broken_file_and_finish_identically
             else:
                 assert killed
                 landed["mid-download" if jpgs or others else "before any image"] += 1
+                late += 0.0 if jpgs or others else 0.2
         finished = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
     print(f"\nimage download: {landed}")
-    assert landed["before any image"] + landed["mid-download"] == 20 and landed["mid-download"] >= 10
+    assert landed["mid-download"] >= 12
     assert tree(store) == {f"train/{i}.jpg": (bucket / "train" / f"{i}.jpg").read_bytes() for i in ids}  # no .part
     entries = read_manifest(manifest)
     assert [(e.image_id, e.width, e.height, e.status) for e in entries] == [
