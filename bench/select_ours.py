@@ -26,5 +26,4 @@ if __name__ == "__main__":
     from oidyolo.data.select import extract_class
 
     csv_path, out, *mids = args
-    table = extract_class(csv_path, mids, out, label="bench", index=index)
-    print(table.num_rows)
+    print(extract_class(csv_path, mids, out, label="bench", index=index))

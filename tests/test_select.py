@@ -1,10 +1,11 @@
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import APPLE, ORANGE, V5_COLUMNS, v5_row, write_csv
 
-from oidyolo.data.boxes import scan_boxes
-from oidyolo.data.select import normalize_filters, read_selection, select_class, select_images
-from oidyolo.errors import ConfigError
+from oidyolo.data.boxes import BOX_SCHEMA, build_index, scan_boxes
+from oidyolo.data.select import extract_class, normalize_filters, read_selection, select_class, select_images
+from oidyolo.errors import ConfigError, DataFormatError
 
 IDS = [f"{i:016x}" for i in range(100, 400)]
 
@@ -84,3 +85,24 @@ def test_class_csv_round_trips(tmp_path):
     assert back["ImageID"].to_pylist() == IDS[:2]
     assert back.column_names[:2] == ["ImageID", "Class"]
     assert back["XMax"].to_pylist() == pytest.approx([0.5, 0.5])
+
+
+@pytest.mark.parametrize("indexed", [False, True])
+def test_extract_class_streams_every_box_and_a_strict_refusal_keeps_the_old_file(tmp_path, indexed):
+    rows = [v5_row(IDS[i], APPLE if i % 3 else ORANGE) for i in range(200)]
+    path = write_csv(tmp_path / "b.csv", V5_COLUMNS, rows)
+    index = tmp_path / "idx"
+    if indexed:
+        build_index(path, index)
+    out = tmp_path / "apple.parquet"
+    n = extract_class(path, [APPLE], out, index=index if indexed else None)
+    written = pq.read_table(out, schema=BOX_SCHEMA)
+    assert n == written.num_rows == sum(1 for i in range(200) if i % 3)
+    assert written.equals(scan_boxes(path, [APPLE])[0])
+    write_csv(path, V5_COLUMNS, [*rows, v5_row(IDS[250], APPLE, (0.7, 0.2, 0.1, 0.5))])  # XMin > XMax
+    if indexed:
+        build_index(path, index)
+    with pytest.raises(DataFormatError, match="XMin >= XMax"):
+        extract_class(path, [APPLE], out, strict=True, index=index if indexed else None)
+    assert pq.read_table(out, schema=BOX_SCHEMA).equals(written)  # the refused run replaced nothing
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

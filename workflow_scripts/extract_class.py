@@ -18,8 +18,8 @@ with logged_step(snakemake.log[0], "extract_class"):
     catalog.mid(p.name)  # the source must know the class too
     if p.ceded:  # overlapping hierarchy requests: each MID goes to the most specific requested class
         print(ceded_line(p.name, p.ceded, catalog))
-    table = extract_class(
+    boxes = extract_class(
         snakemake.input.csv, p.mids, snakemake.output[0], strict=p.strict, label=p.name, index=snakemake.input.index
     )
-    if not table.num_rows:
+    if not boxes:
         warn(f"class {p.name!r} has no boxes in the {snakemake.wildcards.split} split ({snakemake.input.csv})")

@@ -457,13 +457,35 @@ def scan_boxes(
 
     The lines come from a byte scan of ``path`` or, given the ``index`` that :func:`build_index` wrote for it, from
     the row offsets it lists (the same lines: tested). They are validated and parsed ``chunk_lines`` at a time, so
-    memory is the typed result plus one chunk, even for a class with a million boxes. With ``strict`` the first bad
-    row raises :class:`DataFormatError` instead of being skipped.
+    memory is the typed result plus one chunk, even for a class with a million boxes. With ``strict`` any bad row
+    raises :class:`DataFormatError` instead of being skipped.
     """
+    bad = BadRows()
+    tables = list(iter_boxes(path, mids, bad, window=window, index=index, chunk_lines=chunk_lines))
+    table = pa.concat_tables(tables or [BOX_SCHEMA.empty_table()])
+    check_strict(path, mids, bad, strict)
+    return table, bad
+
+
+def check_strict(path: str | Path, mids: Iterable[str], bad: BadRows, strict: bool) -> None:
+    if strict and bad.total:
+        raise DataFormatError(f"{path}: bad rows for {', '.join(mids)}: {bad.summary()}")
+
+
+def iter_boxes(
+    path: str | Path,
+    mids: Iterable[str],
+    bad: BadRows,
+    *,
+    window: int = 64 << 20,
+    index: str | Path | None = None,
+    chunk_lines: int = 1 << 18,
+) -> Iterator[pa.Table]:
+    """:func:`scan_boxes` a chunk at a time (each a :data:`BOX_SCHEMA` table), the skipped rows counted into
+    ``bad`` (the duplicates once the last chunk is out)."""
     path = Path(path)
     header = read_header(path)
     mids = list(dict.fromkeys(mids))
-    bad = BadRows()
     if index is None:
         batches = _batched(iter_matching_lines(path, mids, window=window), chunk_lines)
     else:
@@ -484,7 +506,6 @@ def scan_boxes(
     # with odds ~1e-7.
     seen = np.empty(0, np.int64)
     dupes: Counter[bytes] = Counter()
-    tables: list[pa.Table] = []
     for chunk in batches:
         hashes = np.fromiter(map(hash, chunk), np.int64, len(chunk))
         fresh = np.sort(hashes)
@@ -504,17 +525,12 @@ def scan_boxes(
             fresh = np.unique(fresh[~clash])
             clash = np.zeros(len(fresh), bool)
         seen = np.sort(np.concatenate([seen, fresh[~clash]]), kind="stable")  # two sorted runs: timsort is O(n)
-        tables.append(_parse_chunk(unique, header, ncols, mids, bad, of_class))
-        del chunk, unique
-    if not tables:
-        tables.append(BOX_SCHEMA.empty_table())
+        del chunk
+        yield _parse_chunk(unique, header, ncols, mids, bad, of_class)
+        del unique
     dupes = Counter({line: n for line, n in dupes.items() if of_class(line)})
     if dupes:
         bad.add("duplicate rows", list(dupes), n=sum(dupes.values()))
-    table = pa.concat_tables(tables)
-    if strict and bad.total:
-        raise DataFormatError(f"{path}: bad rows for {', '.join(mids)}: {bad.summary()}")
-    return table, bad
 
 
 def _parse_chunk(
