@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,3 +76,25 @@ def write_darknet_weights(spec: DarknetSpec, path: Path, *, gain: float, seed: i
             fan_in = c.in_channels * c.size**2
             f.write(rng.normal(0, gain / np.sqrt(fan_in), c.filters * fan_in).astype("<f4").tobytes())
         f.write(np.zeros(extra_floats, "<f4").tobytes())
+
+
+def kill_at(cmd: list[str], delay: float, *, cwd: Path | None = None, until: Callable[[], bool] | None = None) -> bool:
+    """Start ``cmd`` in its own process group and SIGKILL the whole group after ``delay`` seconds (counted from
+    when ``until()`` first holds, if given). Returns whether it was still running when killed."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while until is not None and not until() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            proc.wait(timeout=delay)
+            return False
+        except subprocess.TimeoutExpired:
+            pass
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        return True
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
