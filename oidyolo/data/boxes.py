@@ -572,11 +572,10 @@ def _parse_typed(joined: bytes, header: Header, mids: list[str]) -> pa.Table | N
     """The boxes of ``joined`` when every row of these classes is valid, the numbers typed by the CSV reader (a
     third faster than strings then casts); None at the first value that is not, so :func:`_parse` finds and
     counts the bad rows exactly as before."""
-    # Confidence as float64, cast after: float32 parsing could round differently from the string path's cast
-    types = {c: pa.float64() if c == "Confidence" else BOX_SCHEMA.field(c).type for c in BOX_SCHEMA.names}
-    types = {c: t for c, t in types.items() if c in header.columns}
     if b" " in joined:  # the reader trims spaces around numbers, where a cast refuses them: no Open Images row has one
         return None
+    # Confidence as float64, cast after: float32 parsing could round differently from the string path's cast
+    types = {f.name: pa.float64() if f.name == "Confidence" else f.type for f in BOX_SCHEMA if f.name in header.columns}
     try:
         raw = pacsv.read_csv(
             io.BytesIO(joined),
@@ -589,11 +588,7 @@ def _parse_typed(joined: bytes, header: Header, mids: list[str]) -> pa.Table | N
     except pa.ArrowInvalid:
         return None
     raw = raw.filter(pc.is_in(raw["LabelName"], value_set=pa.array(mids)))
-    checks = [_valid_id(raw["ImageID"])]
-    coords = [raw[c] for c in COORDS]
-    for col in coords:
-        checks.append(pc.and_(pc.greater_equal(col, -_COORD_SLACK), pc.less_equal(col, 1 + _COORD_SLACK)))
-    checks += [pc.less(coords[0], coords[1]), pc.less(coords[2], coords[3])]
+    checks = [_valid_id(raw["ImageID"]), *_box_checks({c: raw[c] for c in COORDS})]
     if "Confidence" in raw.column_names:
         checks.append(pc.is_finite(raw["Confidence"]))
     flag_values = pa.array([1, 0, -1], pa.int8())
@@ -652,11 +647,7 @@ def _parse(lines: list[bytes], header: Header, mids: list[str], bad: BadRows, jo
     for col in [a for a in ATTRIBUTES if a in header.columns]:
         flags[col], valid = _flag(raw[col])
         ok = _check(raw, ok, bad, f"rows with {col} not in 1/0/-1", valid)
-    inside = ok
-    for c in COORDS:
-        cond = pc.and_(pc.greater_equal(numbers[c], -_COORD_SLACK), pc.less_equal(numbers[c], 1 + _COORD_SLACK))
-        inside = pc.and_(inside, cond)
-    ordered = pc.and_(pc.less(numbers["XMin"], numbers["XMax"]), pc.less(numbers["YMin"], numbers["YMax"]))
+    inside, ordered = _box_checks(numbers)
     valid = _check(raw, ok, bad, "rows with a coordinate outside [0, 1] or NaN", inside)
     valid = _check(raw, valid, bad, "rows with XMin >= XMax or YMin >= YMax", ordered)
     if pc.all(valid).as_py() is False:
@@ -664,6 +655,16 @@ def _parse(lines: list[bytes], header: Header, mids: list[str], bad: BadRows, jo
         numbers = {c: v.filter(valid) for c, v in numbers.items()}
         flags = {c: v.filter(valid) for c, v in flags.items()}
     return _box_table(raw, header, numbers, flags)
+
+
+def _box_checks(numbers: dict) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    """Per row: every coordinate in [0, 1] (within rounding noise; NaN fails), and XMin < XMax, YMin < YMax."""
+    inside = None
+    for c in COORDS:
+        cond = pc.and_(pc.greater_equal(numbers[c], -_COORD_SLACK), pc.less_equal(numbers[c], 1 + _COORD_SLACK))
+        inside = cond if inside is None else pc.and_(inside, cond)
+    ordered = pc.and_(pc.less(numbers["XMin"], numbers["XMax"]), pc.less(numbers["YMin"], numbers["YMax"]))
+    return inside, ordered
 
 
 def _box_table(raw: pa.Table, header: Header, numbers: dict, flags: dict) -> pa.Table:
