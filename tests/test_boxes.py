@@ -1,8 +1,18 @@
+import numpy as np
 import pyarrow.compute as pc
 import pytest
 from conftest import APPLE, BANANA, OI_FIXTURES, ORANGE, V5_COLUMNS, V6_COLUMNS, v5_row, v6_row, write_csv
 
-from oidyolo.data.boxes import BadRows, Header, _parse, _parse_typed, iter_matching_lines, read_header, scan_boxes
+from oidyolo.data.boxes import (
+    BadRows,
+    Header,
+    PaddedLines,
+    _parse,
+    _parse_typed,
+    iter_matching_lines,
+    read_header,
+    scan_boxes,
+)
 from oidyolo.errors import DataFormatError
 
 IDS = [f"{i:016x}" for i in range(1, 40)]
@@ -127,9 +137,11 @@ def test_header_only_file_gives_an_empty_table(tmp_path):
     "value", ["0.5", ".5", "5e-1", "+0.5", "0.50000000000000001", "1", "0", "-0.00001", "nan", "inf", "", " 0.5", "0x1"]
 )
 @pytest.mark.parametrize("column", ["XMin", "Confidence", "IsOccluded"])
-def test_typed_fast_path_gives_what_the_string_path_gives(tmp_path, value, column):
+@pytest.mark.parametrize("layout", ["joined", "padded"])
+def test_typed_fast_path_gives_what_the_string_path_gives(tmp_path, value, column, layout):
     """The CSV reader's own typing (taken when every row is valid) must give the very table the string columns
-    and casts give, and give way to them on any value they would count as bad."""
+    and casts give, and give way to them on any value they would count as bad, whether the lines come joined by
+    newlines (the byte scan) or padded with them (the index)."""
     header = Header.parse(V6_COLUMNS.encode(), where="t")
     at = V6_COLUMNS.split(",").index(column)
     lines = []
@@ -137,12 +149,20 @@ def test_typed_fast_path_gives_what_the_string_path_gives(tmp_path, value, colum
         fields = v6_row(IDS[i], APPLE, (0.1, 0.9, 0.2, 0.6)).split(",")
         fields[at] = value if i == 1 else fields[at]
         lines.append(",".join(fields).encode())
-    joined = b"\n".join(lines)
+    text = np.frombuffer(b"\n".join(lines), np.uint8) if layout == "joined" else PaddedLines.of(lines, 256).rows
     bad = BadRows()
     expected = _parse(lines, header, [APPLE], bad)
-    typed = _parse_typed(joined, header, [APPLE])
+    typed = _parse_typed(text, header, [APPLE])
     if typed is None:
         assert bad.total == 1  # given way only to a row the string path counts as bad
     else:
         assert bad.total == 0
         assert typed.equals(expected)
+
+
+def test_a_padded_line_hashes_the_same_at_any_width():
+    lines = [b"", b"a", b"abcdefg", b"abcdefgh", b"abcdefghi", v6_row(IDS[0], APPLE).encode(), b"x" * 200]
+    narrow, wide = PaddedLines.of(lines).hashes(), PaddedLines.of(lines, 512).hashes()
+    assert narrow.tolist() == wide.tolist()
+    assert len(set(narrow.tolist())) == len(lines)  # and differ between different lines, of any length
+    assert PaddedLines.of(lines).lines() == lines

@@ -81,3 +81,16 @@ def test_block_pandas_keeps_pyarrow_from_importing_it():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_row_repeated_across_batches_of_other_widths_is_one_duplicate(tmp_path):
+    """Batches are padded to their longest line, and one with a line over the usual width holds fewer lines: a
+    row's hash must not depend on either, or a repeat in another batch would pass as a new row."""
+    rows = [v6_row(IDS[i], APPLE) for i in range(20)]
+    rows.insert(8, rows[0])  # in the batch below, where rows[0] is in the first (7 lines, 112 bytes wide)
+    rows.insert(9, v6_row(IDS[30], APPLE).replace("xclick", "x" * 400))  # its batch: 504 bytes wide, 3 lines
+    path = write_csv(tmp_path / "b.csv", V6_COLUMNS, rows)
+    build_index(path, tmp_path / "idx")
+    table = _same(path, tmp_path / "idx", [APPLE])
+    _, bad = scan_boxes(path, [APPLE], index=tmp_path / "idx", chunk_lines=7)
+    assert table.num_rows == 21 and dict(bad.counts) == {"duplicate rows": 1}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +29,10 @@ from oidyolo.data.boxes import ATTRIBUTES, BOX_SCHEMA, BadRows, check_strict, it
 from oidyolo.errors import ConfigError
 
 ATTRIBUTE_VALUES = (1, 0, -1)
-# lz4, and dictionaries only for the few-valued columns: ImageIDs are mostly distinct (1.6x faster to write and 2x to
-# read than the defaults for a class of 1.28M boxes, the same size)
-PARQUET_OPTIONS = {"compression": "lz4", "use_dictionary": ["Source", "LabelName"]}
+# lz4, dictionaries only for the few-valued columns (ImageIDs are mostly distinct) and no statistics (nothing reads
+# these files by row-group predicates): 2.3x faster to write and 2x to read than the defaults for a class of 1.28M
+# boxes, the same size
+PARQUET_OPTIONS = {"compression": "lz4", "use_dictionary": ["Source", "LabelName"], "write_statistics": False}
 SELECT_COLUMNS = ("ImageID", "Class", *BOX_SCHEMA.names[1:])
 
 Filters = dict[str, tuple[int, ...]]
@@ -111,16 +113,21 @@ def extract_class(
     index: str | Path | None = None,
 ) -> int:
     """Scan the big CSV (or read its ``index``) for ``mids``; write every valid box to ``out_parquet``; return how
-    many. The boxes are written a chunk at a time as they are parsed (a row group each), so the write overlaps the
-    next chunk's reading and the class is never held whole in memory."""
+    many. The boxes are written a chunk at a time as they are parsed (a row group each), on a thread of its own
+    while the next chunk is parsed, so the class is never held whole in memory."""
     bad, rows = BadRows(), 0
 
     def write(tmp: Path) -> None:
         nonlocal rows
-        with pq.ParquetWriter(tmp, BOX_SCHEMA, **PARQUET_OPTIONS) as writer:
+        with pq.ParquetWriter(tmp, BOX_SCHEMA, **PARQUET_OPTIONS) as writer, ThreadPoolExecutor(1) as pool:
+            pending = None
             for chunk in iter_boxes(csv_path, mids, bad, index=index):
-                writer.write_table(chunk)
+                if pending is not None:
+                    pending.result()  # one chunk in flight: memory stays at two
+                pending = pool.submit(writer.write_table, chunk)
                 rows += chunk.num_rows
+            if pending is not None:
+                pending.result()
         check_strict(csv_path, mids, bad, strict)  # before the rename: a refused class leaves no file
 
     atomic_write(Path(out_parquet), write)
