@@ -94,3 +94,15 @@ def test_a_row_repeated_across_batches_of_other_widths_is_one_duplicate(tmp_path
     table = _same(path, tmp_path / "idx", [APPLE])
     _, bad = scan_boxes(path, [APPLE], index=tmp_path / "idx", chunk_lines=7)
     assert table.num_rows == 21 and dict(bad.counts) == {"duplicate rows": 1}
+
+
+def test_a_sparse_class_read_line_by_line_gives_what_the_scan_gives(tmp_path):
+    """A class with a row per 20 KB of file is read a line at a time, not mapped: CRLF endings, a repeat and the
+    last line without a newline must come out as the byte scan has them."""
+    rows = [v6_row(IDS[i % 397], APPLE if i % 200 == 7 else ORANGE) for i in range(2000)]
+    rows += [rows[7], v6_row(IDS[398], APPLE)]
+    path = tmp_path / "b.csv"
+    path.write_bytes("\r\n".join([V6_COLUMNS, *rows]).encode())
+    build_index(path, tmp_path / "idx")
+    table = _same(path, tmp_path / "idx", [APPLE])
+    assert table.num_rows == 11 and table["ImageID"][-1].as_py() == IDS[398]

@@ -519,7 +519,8 @@ def _gather_padded(
     path: str | Path, offsets: np.ndarray, lengths: np.ndarray, lines: int, window: int
 ) -> Iterator[PaddedLines]:
     """The lines at ``offsets`` (ascending), ``lines`` at a time (fewer where a line is long) as
-    :class:`PaddedLines`, one mapped window of the file at a time, each row copied by numpy."""
+    :class:`PaddedLines`, one mapped window of the file at a time, each row copied by numpy (read one by one where
+    they are sparse: a small class)."""
     ends = offsets + lengths
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
@@ -537,17 +538,24 @@ def _gather_padded(
                 base = int(offsets[i]) - int(offsets[i]) % mmap.ALLOCATIONGRANULARITY
                 length = min(max(window, int(ends[i]) - base), size - base)
                 j = min(int(np.searchsorted(ends, base + length, side="right")), c1)
-                with mmap.mmap(fh.fileno(), length, offset=base, access=mmap.ACCESS_READ) as mm:
-                    buf, at, n = np.frombuffer(mm, np.uint8), offsets[i:j] - base, got[i - c0 : j - c0]
-                    n -= (n > 0) & (buf[np.maximum(at + n - 1, 0)] == 13)  # the CR of a CRLF ending
-                    _rows(buf, at, width, out=rows[i - c0 : j - c0])  # bytes past the end get padding below
-                    del buf
+                if length > (j - i) * _READ_EACH_BEYOND:  # sparse: faulting in the pages between costs more
+                    for k, at in enumerate(offsets[i:j].tolist(), i - c0):
+                        os.preadv(fh.fileno(), [rows[k, : got[k]]], at)
+                else:
+                    with mmap.mmap(fh.fileno(), length, offset=base, access=mmap.ACCESS_READ) as mm:
+                        buf = np.frombuffer(mm, np.uint8)
+                        _rows(buf, offsets[i:j] - base, width, out=rows[i - c0 : j - c0])  # past the line: padded
+                        del buf
                 i = j
+            got -= (got > 0) & (rows[np.arange(c1 - c0), np.maximum(got - 1, 0)] == 13)  # the CR of a CRLF ending
             shortest = int(got.min())  # only the columns past the shortest line can hold padding
             tail = rows[:, shortest:]
             tail[np.arange(shortest, width) >= got[:, None]] = 10
             yield PaddedLines(rows, got)
             c0 = c1
+
+
+_READ_EACH_BEYOND = 8 << 10  # bytes of file per wanted line above which each line is read alone (a read ~3 us)
 
 
 def _padded_width(lengths: np.ndarray) -> int:
