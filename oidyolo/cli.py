@@ -92,9 +92,14 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
     hierarchy = Hierarchy.shipped() if args.expand_hierarchy else None
     (cls,) = resolve_classes([args.cls], ClassCatalog.shipped(), hierarchy)
+    if args.index and not Path(args.index).exists():
+        from oidyolo.data.boxes import build_index
+
+        print(f"indexing {args.csv} into {args.index} (once: later selections read only their rows)", file=sys.stderr)
+        build_index(args.csv, args.index)
     with tempfile.TemporaryDirectory() as tmp:
         parquet = Path(tmp) / "boxes.parquet"
-        extract_class(args.csv, cls.mids, parquet, strict=args.strict, label=cls.name)
+        extract_class(args.csv, cls.mids, parquet, strict=args.strict, label=cls.name, index=args.index)
         select_class(
             parquet, args.out, name=cls.name, filters=_parse_filters(args.filter), limit=args.limit, seed=args.seed
         )
@@ -259,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--strict", action="store_true", help="fail on a malformed row instead of skipping it")
+    p.add_argument(
+        "--index",
+        metavar="DIR",
+        help="the CSV's LabelName index (built here on first use, one pass): each later select of any class from "
+        "the same CSV reads only that class's rows",
+    )
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_select)
 

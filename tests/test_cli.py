@@ -67,3 +67,28 @@ def test_data_wing_never_imports_tensorflow():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_select_through_an_index_built_on_first_use(tmp_path):
+    """``--index DIR`` builds the CSV's index once; later selections read it (the same CSV as without it), and an
+    index of another file is refused with the way out, not silently used."""
+    ids = [f"{i:016x}" for i in range(0xF0, 0xFC)]
+    csv = write_csv(
+        tmp_path / "train.csv", V6_COLUMNS, [v6_row(i, APPLE if n % 3 else ORANGE) for n, i in enumerate(ids)]
+    )
+    plain = oidyolo("select", str(csv), "--class", "Apple", "--out", str(tmp_path / "plain.csv"))
+    assert plain.returncode == 0, plain.stderr
+    index = tmp_path / "idx"
+    for name in ("Apple", "Orange"):
+        proc = oidyolo(
+            "select", str(csv), "--class", name, "--index", str(index), "--out", str(tmp_path / f"{name}.csv")
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert ("indexing" in proc.stderr) == (name == "Apple")  # built once
+    assert (tmp_path / "Apple.csv").read_bytes() == (tmp_path / "plain.csv").read_bytes()
+    assert "selected 4 images" in proc.stderr  # Orange
+    with open(csv, "a") as fh:
+        fh.write(v6_row(f"{0xFD:016x}", APPLE) + "\n")
+    proc = oidyolo("select", str(csv), "--class", "Apple", "--index", str(index), "--out", str(tmp_path / "x.csv"))
+    assert proc.returncode != 0 and "built for another file" in proc.stderr and "delete it to rebuild" in proc.stderr
+    assert "Traceback" not in proc.stderr
