@@ -4,9 +4,10 @@ from it, against ``grep -F`` of each class's MID into a file, on the full-size v
 Measured side by side in one run, each in a fresh process (start-up and imports included):
 
 * ``grep -F ,MID,`` of one small class (Apple, ~15k rows) and of the big one (Person, 1.28M rows): the floor;
-* the ``index_boxes`` job (one pass over the CSV, every MID) and the ``extract_class`` job reading the index, for
-  the small and the big class; and the byte scan without an index (``oidyolo select``);
-* 20 and 100 classes (Person, Apple, Orange and seeded random others): the index plus one extraction job per class,
+* the ``index_boxes`` job (one pass over the CSV, every MID); extraction through the index (the class's parquet)
+  and the whole ``select_class`` job (extraction, selection and the class CSV), for the small and the big class;
+  and the byte scan without an index (``oidyolo select``);
+* 20 and 100 classes (Person, Apple, Orange and seeded random others): the index plus one select_class job per class,
   one after the other (the CPU cost) and as many at a time as there are CPUs (the wall time ``snakemake --cores``
   gives), against N x grep (N times the median grep of one class, measured in the same run).
 
@@ -67,13 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     def build() -> Run:
         return run_measured([PY, str(BENCH / "select_ours.py"), "--build-index", str(index), str(csv_path)], env=env)
 
-    def extract(mid: str, via_index: bool = True) -> Run:
-        pre = ["--index", str(index)] if via_index else []
+    def extract(mid: str, via_index: bool = True, job: bool = False) -> Run:
+        """Extraction alone, or (``job``) the whole ``select_class`` job: extraction, selection, the class CSV."""
         out = work / f"{mid.replace('/', '_')}.parquet"
+        pre = ["--select", str(out.with_suffix(".csv"))] if job else []
+        pre += ["--index", str(index)] if via_index else []
         return run_measured([PY, str(BENCH / "select_ours.py"), *pre, str(csv_path), str(out), mid], env=env)
 
+    def job(mid: str) -> Run:
+        return extract(mid, job=True)
+
     log(f"warming the page cache and every method once: {csv_path}")
-    for fn in (lambda: grep(APPLE), build, lambda: extract(APPLE), lambda: extract(PERSON)):
+    for fn in (lambda: grep(APPLE), build, lambda: job(APPLE), lambda: job(PERSON)):
         if fn().rc:
             raise SystemExit("a method failed in the warm-up")
     results: dict[str, list[Run]] = {}
@@ -82,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             "grep -F small (Apple)": lambda: grep(APPLE),
             "grep -F big (Person)": lambda: grep(PERSON),
             "index_boxes: one pass, all 601 MIDs": build,
-            "extract_class via the index, small (Apple)": lambda: extract(APPLE),
-            "extract_class via the index, big (Person)": lambda: extract(PERSON),
+            "extraction via the index, small (Apple)": lambda: extract(APPLE),
+            "extraction via the index, big (Person)": lambda: extract(PERSON),
+            "select_class job (+ selection, class CSV), small (Apple)": lambda: job(APPLE),
+            "select_class job (+ selection, class CSV), big (Person)": lambda: job(PERSON),
             "byte scan without index, small (Apple)": lambda: extract(APPLE, via_index=False),
             "byte scan without index, big (Person)": lambda: extract(PERSON, via_index=False),
         }.items():
@@ -103,18 +111,18 @@ def main(argv: list[str] | None = None) -> int:
     jobs = os.cpu_count() or 1
     for n in many:
         mids = pick_classes(n)
-        log(f"{n} classes: the index, then {n} extraction jobs, one after the other and {jobs} at a time")
-        runs = [build(), *[extract(m) for m in mids]]
+        log(f"{n} classes: the index, then {n} select_class jobs, one after the other and {jobs} at a time")
+        runs = [build(), *[job(m) for m in mids]]
         wall = sum(r.wall for r in runs)
         t0 = time.perf_counter()
         with ThreadPoolExecutor(jobs) as pool:  # as `snakemake --cores {jobs}` runs them
-            side = list(pool.map(extract, mids))
+            side = list(pool.map(job, mids))
         side_wall = runs[0].wall + time.perf_counter() - t0
         if any(r.rc for r in runs + side):
             raise SystemExit(f"{n} classes: a job failed")
         grep_n = n * grep_small
         rows_md.append(
-            [f"{n} classes: index + {n} extract_class jobs, vs {n} x grep -F", f"**{wall / grep_n:.2f}x**",
+            [f"{n} classes: index + {n} select_class jobs, vs {n} x grep -F", f"**{wall / grep_n:.2f}x**",
              fmt(wall), f"{max(r.maxrss_mb for r in runs):,.0f}", 1]
         )  # fmt: skip
         rows_md.append(

@@ -1,11 +1,13 @@
 """Driver for select_bench.py / select_index_bench.py: our class extraction, as the workflow's rules run it.
 
     python bench/select_ours.py CSV OUT.parquet MID [MID ...]                 # byte scan of the CSV
-    python bench/select_ours.py --index DIR CSV OUT.parquet MID [MID ...]     # the extract_class job: via the index
+    python bench/select_ours.py --index DIR CSV OUT.parquet MID [MID ...]     # extraction via the index
+    python bench/select_ours.py --select OUT.csv --index DIR CSV OUT.parquet MID [MID ...]  # the select_class job
     python bench/select_ours.py --build-index DIR CSV                         # the index_boxes job
 
-Calls :func:`oidyolo.data.select.extract_class` (or :func:`oidyolo.data.boxes.build_index`) in this fresh
-interpreter, so the measured time includes start-up and imports.
+Calls :func:`oidyolo.data.select.extract_class` (then, with ``--select``, :func:`~oidyolo.data.select.select_class`
+with no filter and no limit; or :func:`oidyolo.data.boxes.build_index`) in this fresh interpreter, so the measured
+time includes start-up and imports.
 """
 
 import sys
@@ -20,10 +22,15 @@ if __name__ == "__main__":
 
         print(sum(build_index(args[2], args[1]).values()))
         sys.exit(0)
-    index = None
+    index = selection = None
+    if args[0] == "--select":
+        selection, args = args[1], args[2:]
     if args[0] == "--index":
         index, args = args[1], args[2:]
-    from oidyolo.data.select import extract_class
+    from oidyolo.data.select import extract_class, select_class
 
     csv_path, out, *mids = args
-    print(extract_class(csv_path, mids, out, label="bench", index=index))
+    boxes = extract_class(csv_path, mids, out, label="bench", index=index)
+    if selection:
+        select_class(boxes, selection, name="bench", filters=None, limit=None, seed=0)
+    print(boxes.num_rows)

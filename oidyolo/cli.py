@@ -99,9 +99,9 @@ def _cmd_select(args: argparse.Namespace) -> int:
         build_index(args.csv, args.index)
     with tempfile.TemporaryDirectory() as tmp:
         parquet = Path(tmp) / "boxes.parquet"
-        extract_class(args.csv, cls.mids, parquet, strict=args.strict, label=cls.name, index=args.index)
+        boxes = extract_class(args.csv, cls.mids, parquet, strict=args.strict, label=cls.name, index=args.index)
         select_class(
-            parquet, args.out, name=cls.name, filters=_parse_filters(args.filter), limit=args.limit, seed=args.seed
+            boxes, args.out, name=cls.name, filters=_parse_filters(args.filter), limit=args.limit, seed=args.seed
         )
     return 0
 

@@ -47,7 +47,7 @@ def test_overlapping_hierarchy_requests_write_each_box_once_as_the_most_specific
     assert names[("Apple", apple)] > 0 and not names[("Fruit", apple)]  # Apple boxes are Apple
     fruit = {mid for name, mid in names if name == "Fruit"}
     assert fruit and fruit <= fruit_mids - {apple}  # the rest of Fruit is Fruit (Orange, Banana, ...)
-    log = (tmp_path / "logs/extract_class/train/Fruit.log").read_text()
+    log = (tmp_path / "logs/select_class/train/Fruit.log").read_text()
     assert "go to the most specific requested class: Apple (/m/014j1m) to Apple" in log
 
 

@@ -7,22 +7,27 @@
   must give what the ElementPath reader (``_read_voc_reference``) gives, errors included.
 * ``iter_matching_lines`` scans memory-mapped windows with one regex; it must yield what a line-by-line search does,
   and ``scan_boxes`` must keep every matching row once.
+* ``select_images`` works on whole arrow columns and skips the steps that change nothing; it must choose what the
+  rule says, read image by image in plain Python (``reference_selection``).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import random
 import xml.etree.ElementTree as ET
 
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from oidyolo.data.boxes import iter_matching_lines, scan_boxes
+from oidyolo.data.boxes import ATTRIBUTES, BOX_SCHEMA, iter_matching_lines, scan_boxes
 from oidyolo.data.download import Entry
+from oidyolo.data.select import normalize_filters, select_images
 from oidyolo.data.voc import (
     _NOT_PLAIN,
     _annotation_xml_lxml,
@@ -286,3 +291,57 @@ def test_scan_keeps_each_row_of_the_requested_classes_once(tmp_path, args):
     assert sorted(table["ImageID"].to_pylist()) == sorted({r["ImageID"] for r in wanted})
     duplicates = len(wanted) - len({r["ImageID"] for r in wanted})
     assert bad.counts.get("duplicate rows", 0) == duplicates
+
+
+# -- selection -------------------------------------------------------------------------------------------------------
+
+
+@st.composite
+def box_tables(draw):
+    """A class's boxes: few images with several boxes each, in file order or not, attributes from {1, 0, -1}."""
+    images = [f"{i:016x}" for i in draw(st.lists(st.integers(0, 40), min_size=0, max_size=60))]
+    if draw(st.booleans()):
+        images.sort()  # Open Images' own order, where the sort is skipped
+    columns = {name: [] for name in BOX_SCHEMA.names}
+    for i, image in enumerate(images):
+        columns["ImageID"].append(image)
+        columns["Source"].append("xclick")
+        columns["LabelName"].append("/m/014j1m")
+        columns["Confidence"].append(1.0)
+        for c, v in zip(("XMin", "XMax", "YMin", "YMax"), (0.1, 0.2 + i / 1000, 0.1, 0.5), strict=True):
+            columns[c].append(v)
+        for a in ATTRIBUTES:
+            columns[a].append(draw(st.sampled_from([1, 0, -1])))
+    table = pa.table(columns, schema=BOX_SCHEMA)
+    cut = draw(st.integers(0, len(images)))  # two chunks, as extraction returns them
+    table = pa.concat_tables([table.slice(0, cut), table.slice(cut)])
+    filters = draw(st.dictionaries(st.sampled_from(ATTRIBUTES), st.lists(st.sampled_from([1, 0, -1]), min_size=1)))
+    limit = draw(st.none() | st.integers(1, 45))
+    return table, normalize_filters(filters), limit, draw(st.integers(0, 3))
+
+
+def reference_selection(table: pa.Table, filters, limit, seed) -> list[dict]:
+    """The documented rule, image by image: an image is eligible if every box of it passes every filter; the limit
+    keeps the eligible images of the smallest blake2b(seed:ImageID); its boxes come out in ImageID order."""
+    rows = table.to_pylist()
+    failing = {r["ImageID"] for r in rows if any(r[k] not in v for k, v in filters.items())}
+    eligible = list(dict.fromkeys(r["ImageID"] for r in rows if r["ImageID"] not in failing))
+    if limit is not None:
+        eligible = sorted(eligible, key=lambda i: hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest())
+        eligible = eligible[:limit]
+    chosen = set(eligible)
+    kept = sorted((r for r in rows if r["ImageID"] in chosen), key=lambda r: r["ImageID"])  # stable: file order
+    return [{"ImageID": r["ImageID"], "Class": "Apple", **{k: v for k, v in r.items() if k != "ImageID"}} for r in kept]
+
+
+@SETTINGS
+@given(box_tables())
+def test_selection_chooses_what_the_rule_read_image_by_image_chooses(args):
+    table, filters, limit, seed = args
+    chosen, stats = select_images(table, name="Apple", filters=filters, limit=limit, seed=seed)
+    expected = reference_selection(table, filters, limit, seed)
+    assert chosen.to_pylist() == expected
+    event("limit reached" if limit is not None and stats.eligible > limit else "no limit reached")
+    assert stats.selected_boxes == len(expected)
+    assert stats.selected_images == len({r["ImageID"] for r in expected})
+    assert stats.images == len(set(table["ImageID"].to_pylist()))

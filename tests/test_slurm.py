@@ -30,7 +30,6 @@ PROFILE = ROOT / "profiles" / "slurm"
 LOCAL_RULES = {"demo_source", "fetch_catalog", "fetch_boxes", "download_images"}  # `localrules:` in rules/
 SLURM_RULES = {
     "index_boxes",
-    "extract_class",
     "select_class",
     "voc",
     "yolo_annotations",
@@ -226,9 +225,9 @@ class TestOnLocalSlurm:
         # The cluster is private to this session: its job list is everything this workflow submitted.
         assert Counter(map(rule_of, slurm_run.jobs.values())) == Counter(slurm_run.submitted.values())
         assert set(slurm_run.submitted.values()) == SLURM_RULES
-        # per split (train, validation, test): extract + select per class, its index and its voc; then one job each of
+        # per split (train, validation, test): select_class per class, its index and its voc; then one job each of
         # yolo_annotations, anchors, train, evaluate and the two reports
-        per_split = 2 * len(BASE["classes"]) + 2
+        per_split = len(BASE["classes"]) + 2
         assert len(slurm_run.submitted) == 3 * per_split + 6
         assert all(j["JobState"] == "COMPLETED" and j["ExitCode"] == "0:0" for j in slurm_run.jobs.values())
         # Snakemake ran the downloads itself ("localrule"), and submitted every other job ("rule")

@@ -113,9 +113,10 @@ def test_voc_files_hold_every_selected_class_of_an_image(run):
 
 def test_names_with_spaces_ampersands_and_dashes_become_safe_paths(tmp_path):
     jobs = planned(tmp_path, test_config("special_names"))
-    outputs = {o for rule, o in jobs if rule == "select_class"}
-    assert "results/select/train/Kitchen_and_dining_room_table.csv" in outputs
-    assert {"results/select/validation/Band_aid.csv", "results/select/train/Polar_bear.csv"} <= outputs
+    outputs = {o for rule, o in jobs if rule == "download_images"}
+    assert "results/images/train/Kitchen_and_dining_room_table.tsv" in outputs
+    assert {"results/images/validation/Band_aid.tsv", "results/images/train/Polar_bear.tsv"} <= outputs
+    assert "results/boxes/train/Kitchen_and_dining_room_table.parquet" in {o for r, o in jobs if r == "select_class"}
 
 
 def test_hierarchy_expansion_takes_subclass_boxes(tmp_path):
@@ -141,9 +142,9 @@ def test_second_run_has_nothing_to_do(run):
 def test_adding_a_class_reruns_only_that_class_and_the_merges(run):
     jobs = planned(run, {**BASE, "classes": [*BASE["classes"], "Lemon"]})
     rules = sorted(rule for rule, _ in jobs)
-    assert {o for r, o in jobs if r in ("extract_class", "select_class", "download_images")} == {
+    assert {o for r, o in jobs if r in ("select_class", "download_images")} == {  # (rule, its first output)
         f"results/{d}/{s}/Lemon.{e}"
-        for d, e in (("boxes", "parquet"), ("select", "csv"), ("images", "tsv"))
+        for d, e in (("boxes", "parquet"), ("images", "tsv"))
         for s in ("train", "validation", "test")
     }
     assert rules.count("voc") == 3 and "yolo_annotations" in rules
@@ -158,8 +159,7 @@ def test_adding_a_class_reruns_only_that_class_and_the_merges(run):
 def test_selection_edits_rerun_selection_onwards_without_rescanning(run, edit):
     rules = [rule for rule, _ in planned(run, {**BASE, **edit})]
     assert "select_class" in rules and "yolo_annotations" in rules
-    assert "extract_class" not in rules and "fetch_boxes" not in rules and "demo_source" not in rules
-    assert "index_boxes" not in rules
+    assert not {"index_boxes", "fetch_boxes", "fetch_catalog", "demo_source"} & set(rules)
 
 
 def test_training_edits_rerun_training_and_what_follows_only(run):
@@ -223,7 +223,7 @@ def test_deleting_one_image_refetches_it_for_the_classes_that_list_it(run):
         jobs = planned(run)
         downloads = {o for r, o in jobs if r == "download_images"}
         assert downloads == {f"results/images/train/{c}.tsv" for c in owners}
-        assert not {"extract_class", "select_class", "fetch_boxes", "demo_source"} & {r for r, _ in jobs}
+        assert not {"select_class", "fetch_boxes", "demo_source"} & {r for r, _ in jobs}
         assert {"voc", "yolo_annotations"} <= {r for r, _ in jobs}
     finally:  # leave the shared run as it was
         image.write_bytes(saved)

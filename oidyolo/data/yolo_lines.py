@@ -149,7 +149,7 @@ def build_annotations(
     if empty := [c for c in classes if not train_stats.per_class[c]]:  # a class YOLO would never see an example of
         raise ConfigError(
             f"no training boxes of {', '.join(map(repr, empty))} in {train_voc}: remove it from `classes`, or relax "
-            "the filters or limit that left it out (logs/extract_class and logs/select_class say how many it had)"
+            "the filters or limit that left it out (logs/select_class says how many it had)"
         )
     outputs = [(out_train, train_lines), (out_val, val_lines), (out_classes, classes)]
     if out_test is not None:
