@@ -103,3 +103,18 @@ def test_extract_class_streams_every_box_and_a_strict_refusal_keeps_the_old_file
         extract_class(path, [APPLE], out, strict=True, index=index if indexed else None)
     assert pq.read_table(out, schema=BOX_SCHEMA).equals(written)  # the refused run replaced nothing
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7, 8, 9, 40])
+def test_the_class_csv_written_in_slices_is_the_csv_written_whole(tmp_path, monkeypatch, rows):
+    import pyarrow.csv as pacsv
+
+    from oidyolo.data import select
+
+    table = boxes_table([v5_row(IDS[i], APPLE if i % 2 else ORANGE) for i in range(rows)], tmp_path)
+    chosen = table.add_column(1, "Class", pa.array(['Apple, "green"'] * rows, pa.string()))  # quoted where needed
+    monkeypatch.setattr(select, "_CSV_SLICE", 8)  # slices of 8 rows on 2 threads, so 40 rows are 5 of them
+    select.write_csv_atomic(chosen, tmp_path / "sliced.csv")
+    pacsv.write_csv(chosen, tmp_path / "whole.csv", write_options=pacsv.WriteOptions(quoting_style="needed"))
+    assert (tmp_path / "sliced.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    assert read_selection(tmp_path / "sliced.csv").num_rows == rows
