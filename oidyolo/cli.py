@@ -85,8 +85,6 @@ def _parse_filters(items: Sequence[str]) -> dict[str, list[int]]:
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
-    import tempfile
-
     from oidyolo.data.catalog import ClassCatalog, Hierarchy, resolve_classes
     from oidyolo.data.select import extract_class, select_class
 
@@ -97,12 +95,8 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
         print(f"indexing {args.csv} into {args.index} (once: later selections read only their rows)", file=sys.stderr)
         build_index(args.csv, args.index)
-    with tempfile.TemporaryDirectory() as tmp:
-        parquet = Path(tmp) / "boxes.parquet"
-        boxes = extract_class(args.csv, cls.mids, parquet, strict=args.strict, label=cls.name, index=args.index)
-        select_class(
-            boxes, args.out, name=cls.name, filters=_parse_filters(args.filter), limit=args.limit, seed=args.seed
-        )
+    boxes = extract_class(args.csv, cls.mids, None, strict=args.strict, label=cls.name, index=args.index)
+    select_class(boxes, args.out, name=cls.name, filters=_parse_filters(args.filter), limit=args.limit, seed=args.seed)
     return 0
 
 

@@ -95,6 +95,9 @@ def test_extract_class_streams_every_box_and_a_strict_refusal_keeps_the_old_file
     returned = extract_class(path, [APPLE], out, index=index if indexed else None)
     written = pq.read_table(out, schema=BOX_SCHEMA)
     assert returned.equals(written) and written.num_rows == sum(1 for i in range(200) if i % 3)
+    files = sorted(tmp_path.iterdir())
+    assert extract_class(path, [APPLE], None, index=index if indexed else None).equals(written)  # no file: the CLI
+    assert sorted(tmp_path.iterdir()) == files
     assert written.equals(scan_boxes(path, [APPLE])[0])
     write_csv(path, V5_COLUMNS, [*rows, v5_row(IDS[250], APPLE, (0.7, 0.2, 0.1, 0.5))])  # XMin > XMax
     if indexed:

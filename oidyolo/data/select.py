@@ -135,30 +135,39 @@ def _run_of(ids: pa.ChunkedArray) -> tuple[bool, int]:
 def extract_class(
     csv_path: str | Path,
     mids: Sequence[str],
-    out_parquet: str | Path,
+    out_parquet: str | Path | None,
     *,
     strict: bool = False,
     label: str = "",
     index: str | Path | None = None,
 ) -> pa.Table:
-    """Scan the big CSV (or read its ``index``) for ``mids``; write every valid box to ``out_parquet`` and return
-    them. The boxes are written a chunk at a time as they are parsed (a row group each), on a thread of its own
-    while the next chunk is parsed. The chunks returned are the parsed ones: for a class of 1.28M boxes 110 MB."""
+    """Scan the big CSV (or read its ``index``) for ``mids``; return every valid box, and write them to
+    ``out_parquet`` unless it is None. The boxes are written a chunk at a time as they are parsed (a row group
+    each), on a thread of its own while the next chunk is parsed. The chunks returned are the parsed ones: for a
+    class of 1.28M boxes 102 MiB."""
     bad, chunks = BadRows(), []
 
-    def write(tmp: Path) -> None:
-        with pq.ParquetWriter(tmp, BOX_SCHEMA, **PARQUET_OPTIONS) as writer, ThreadPoolExecutor(1) as pool:
+    def parse(writer: pq.ParquetWriter | None) -> None:
+        with ThreadPoolExecutor(1) as pool:
             pending = None
             for chunk in iter_boxes(csv_path, mids, bad, index=index):
                 if pending is not None:
                     pending.result()  # one chunk in flight
-                pending = pool.submit(writer.write_table, chunk)
+                if writer is not None:
+                    pending = pool.submit(writer.write_table, chunk)
                 chunks.append(chunk)
             if pending is not None:
                 pending.result()
         check_strict(csv_path, mids, bad, strict)  # before the rename: a refused class leaves no file
 
-    atomic_write(Path(out_parquet), write)
+    def write(tmp: Path) -> None:
+        with pq.ParquetWriter(tmp, BOX_SCHEMA, **PARQUET_OPTIONS) as writer:
+            parse(writer)
+
+    if out_parquet is None:
+        parse(None)
+    else:
+        atomic_write(Path(out_parquet), write)
     boxes = pa.concat_tables(chunks) if chunks else BOX_SCHEMA.empty_table()
     print(f"{label or ', '.join(mids)}: {boxes.num_rows} boxes from {csv_path}", file=sys.stderr)
     if bad.total:
