@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,17 +60,40 @@ def box_passes(boxes: pa.Table, filters: Filters) -> pa.ChunkedArray | pa.Array:
     return ok
 
 
-def rank_keys(image_ids: Iterable[str], seed: int) -> np.ndarray:
+_RANK_SLICE = 1 << 16  # image IDs hashed per slice: their Python objects never all exist at once
+
+
+def rank_keys(image_ids: pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:
     """Each image's rank: its 8-byte ``blake2b(seed:ImageID)`` as a big-endian integer, so numpy orders them as the
-    digests compare."""
+    digests compare.
+
+    Hashed a slice at a time, each ID as ``bytes`` cut from the column's own buffer when all are 16 characters (as
+    every Open Images ID is): 0.92M IDs in 0.55 s and ~10 MiB, where a list of them as ``str`` took 0.9 s and 200
+    MiB more."""
     prefix = hashlib.blake2b(f"{seed}:".encode(), digest_size=8)  # hashed once, copied per image: 2x faster
 
-    def digest(image_id: str) -> bytes:
+    def digest(image_id: bytes) -> bytes:
         h = prefix.copy()
-        h.update(image_id.encode())
+        h.update(image_id)
         return h.digest()
 
-    return np.frombuffer(b"".join(map(digest, image_ids)), dtype=">u8")
+    flat = image_ids.combine_chunks() if isinstance(image_ids, pa.ChunkedArray) else image_ids
+    keys = np.empty(len(flat), ">u8")
+    for lo in range(0, len(flat), _RANK_SLICE):
+        part = _id_bytes(flat[lo : lo + _RANK_SLICE])
+        keys[lo : lo + len(part)] = np.frombuffer(b"".join(map(digest, part)), ">u8")
+    return keys
+
+
+def _id_bytes(ids: pa.Array) -> list[bytes]:
+    """The IDs' UTF-8 bytes: straight from the string buffer when each is 16 bytes (no ``str`` per ID)."""
+    if not pa.types.is_string(ids.type) or ids.null_count:
+        return [i.encode() for i in ids.to_pylist()]
+    offsets = np.frombuffer(ids.buffers()[1], np.int32, len(ids) + 1, ids.offset * 4)
+    first = int(offsets[0])
+    if np.any(np.diff(offsets) != 16):
+        return [i.encode() for i in ids.to_pylist()]
+    return np.frombuffer(ids.buffers()[2], "S16", len(ids), first).tolist()  # hex IDs: no NUL for S16 to strip
 
 
 @dataclass(frozen=True)
@@ -109,8 +132,8 @@ def select_images(
             keep = pc.invert(pc.is_in(ids, value_set=failing_ids))
     chosen_images = images - failing
     if limit is not None and chosen_images > limit:
-        eligible = pc.unique(ids if keep is None else ids.filter(keep))
-        ranked = np.argsort(rank_keys(eligible.to_pylist(), seed), kind="stable")
+        eligible = _distinct(ids if keep is None else ids.filter(keep), ordered)
+        ranked = np.argsort(rank_keys(eligible, seed), kind="stable")
         keep = pc.is_in(ids, value_set=eligible.take(ranked[:limit]))
         chosen_images = limit
     chosen = boxes if keep is None else boxes.filter(keep)
@@ -119,6 +142,15 @@ def select_images(
         chosen = chosen.sort_by([("ImageID", "ascending")])
     stats = SelectStats(name, boxes.num_rows, images, images - failing, chosen_images, chosen.num_rows)
     return chosen, stats
+
+
+def _distinct(ids: pa.ChunkedArray, ordered: bool) -> pa.Array:
+    """The distinct IDs (taken at the changes between neighbours when they are in order: no hash table)."""
+    flat = ids.combine_chunks()
+    if not ordered or len(flat) < 2:
+        return pc.unique(flat)
+    changes = np.flatnonzero(pc.not_equal(flat[:-1], flat[1:]).to_numpy(zero_copy_only=False)) + 1
+    return flat.take(pa.array(np.concatenate([[0], changes])))
 
 
 def _run_of(ids: pa.ChunkedArray) -> tuple[bool, int]:
