@@ -25,7 +25,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from numpy.lib.stride_tricks import sliding_window_view
 
 from oidyolo.atomic import atomic_dir
 from oidyolo.errors import DataFormatError
@@ -289,7 +288,10 @@ def _rows(buf: np.ndarray, at: np.ndarray, width: int, out: np.ndarray | None = 
     out = np.zeros((len(at), width), np.uint8) if out is None else out
     safe = at <= len(buf) - width
     if len(buf) >= width:
-        out[safe] = sliding_window_view(buf, width)[at[safe]]  # one contiguous copy per row
+        # every window of ``width`` bytes as one item: a gather of items is 1.5-2x faster than of a window view's rows
+        windows = np.ndarray((len(buf) - width + 1,), f"V{width}", np.ascontiguousarray(buf), strides=(1,))
+        picked = windows[at if safe.all() else at[safe]]
+        out[safe] = picked.view(np.uint8).reshape(len(picked), width)
     for i in np.flatnonzero(~safe):
         tail = buf[at[i] :]
         out[i, : len(tail)] = tail
@@ -338,13 +340,14 @@ def _index_window(buf: np.ndarray, offset: int, li: int, ncols: int) -> dict[byt
         return out
     # Group the 16-byte keys by a 64-bit mix of their halves (one stable argsort), then check every key against
     # its group's first: a collision would merge two LabelNames, and then an exact (slower) grouping is used.
-    halves = keys.view(">u8")
-    mixed = halves[:, 0] * np.uint64(0x9E3779B97F4A7C15) ^ halves[:, 1]
+    # Each half as a 1-D array of native words: gathers of 16-byte rows, or of big-endian words, are 5-10x slower.
+    a, b = (np.ascontiguousarray(h) for h in keys.view(np.uint64).T)
+    mixed = a * np.uint64(0x9E3779B97F4A7C15) ^ b
     order = np.argsort(mixed, kind="stable")
     bounds = np.flatnonzero(np.diff(mixed[order])) + 1
     heads = np.concatenate([[0], bounds])
     sizes = np.diff(np.append(heads, len(order)))
-    if not np.array_equal(keys[order], keys[order[np.repeat(heads, sizes)]]):
+    if any(not np.array_equal(h[order], np.repeat(h[order[heads]], sizes)) for h in (a, b)):
         codes = np.unique(keys.view(f"V{_KEY_BYTES}").ravel(), return_inverse=True)[1]
         order = np.argsort(codes, kind="stable")
         bounds = np.flatnonzero(np.diff(codes[order])) + 1
