@@ -6,6 +6,7 @@ Data commands never import TensorFlow; training commands import it only when run
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -219,44 +220,64 @@ def _retries(text: str) -> int:
     return int(text)
 
 
+class _Help(argparse.HelpFormatter):
+    """Each option's default after its help, where it has one and the help does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default == []  # not 0: a real default
+        if not unset and action.default is not argparse.SUPPRESS and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m oidyolo", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=functools.partial(argparse.ArgumentParser, formatter_class=_Help)
+    )
 
     p = sub.add_parser("classes", help="list class names matching TEXT, with their MIDs and subclasses")
-    p.add_argument("query", metavar="TEXT")
+    p.add_argument("query", metavar="TEXT", help="part of a class name, any case (e.g. 'fruit')")
     p.add_argument("--catalog", help="a class-descriptions CSV (default: the shipped Open Images one)")
     p.add_argument("--hierarchy", help="a hierarchy JSON (default: the shipped one)")
     p.set_defaults(func=_cmd_classes)
 
     p = sub.add_parser("demo", help="generate the offline demo source in Open Images' layout")
-    p.add_argument("out")
-    p.add_argument("--version", default="v6")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train", type=int, default=300)
-    p.add_argument("--validation", type=int, default=80)
-    p.add_argument("--test", type=int, default=0)
-    p.add_argument("--missing", type=int, default=2)
+    p.add_argument("out", help="folder to write the source into (metadata CSVs and images, as the real bucket)")
+    p.add_argument("--version", default="v6", help="the Open Images layout to imitate: v4, v5, v6 or v7")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated images and boxes")
+    p.add_argument("--train", type=int, default=300, help="images in the train split")
+    p.add_argument("--validation", type=int, default=80, help="images in the validation split")
+    p.add_argument("--test", type=int, default=0, help="images in the test split")
+    p.add_argument("--missing", type=int, default=2, help="train images listed in the CSV but absent from the bucket")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("fetch", help="fetch class descriptions, hierarchy and bbox CSVs (resumable, checked)")
     p.add_argument("--url", default="https://storage.googleapis.com/openimages", help="metadata base URL or dir")
     p.add_argument("--options", help="fsspec storage options as JSON")
-    p.add_argument("--version", default="v6")
+    p.add_argument("--version", default="v6", help="Open Images version: v4, v5, v6 or v7")
     p.add_argument("--split", action="append", default=[], help="train, validation or test (repeatable)")
     p.add_argument("--no-verify", dest="verify", action="store_false", help="skip published size/md5 checks")
     p.add_argument("--timeout", type=_seconds, default=60.0, help="seconds a request may stall before a retry")
     p.add_argument("--retries", type=_retries, default=5, help="retries per request (each one try of --timeout)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="folder for the fetched files (kept: a rerun resumes or skips)")
     p.set_defaults(func=_cmd_fetch)
 
     p = sub.add_parser("select", help="stream a bbox CSV into one class's CSV (filters, seeded limit)")
-    p.add_argument("csv")
-    p.add_argument("--class", dest="cls", required=True)
-    p.add_argument("--expand-hierarchy", action="store_true")
-    p.add_argument("--filter", action="append", default=[], metavar="ATTR=V[,V]")
-    p.add_argument("--limit", type=int)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("csv", help="a split's bbox CSV (any of the v4-v7 layouts: columns are read by name)")
+    p.add_argument("--class", dest="cls", required=True, help="the class name, any case ('apple'); see `classes`")
+    p.add_argument("--expand-hierarchy", action="store_true", help="also take the boxes of its subclasses")
+    p.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="ATTR=V[,V]",
+        help="keep only images whose boxes of the class all have ATTR (IsOccluded, IsTruncated, IsGroupOf, "
+        "IsDepiction, IsInside) in the values (1, 0, -1 = unknown); repeatable",
+    )
+    p.add_argument("--limit", type=int, help="at most this many images, chosen by a seeded hash (default: all)")
+    p.add_argument("--seed", type=int, default=42, help="seed of the limit's choice (raising --limit keeps it)")
     p.add_argument("--strict", action="store_true", help="fail on a malformed row instead of skipping it")
     p.add_argument(
         "--index",
@@ -264,49 +285,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="the CSV's LabelName index (built here on first use, one pass): each later select of any class from "
         "the same CSV reads only that class's rows",
     )
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="the class CSV to write")
     p.set_defaults(func=_cmd_select)
 
     p = sub.add_parser("download", help="download the images of a class CSV into the shared store")
-    p.add_argument("selection")
-    p.add_argument("--split", required=True)
+    p.add_argument("selection", help="a class CSV (from `select`)")
+    p.add_argument("--split", required=True, help="the split the images are in: train, validation or test")
     p.add_argument("--url", default="s3://open-images-dataset", help="images base URL or dir")
     p.add_argument("--options", help='fsspec storage options as JSON, e.g. \'{"endpoint_url": "http://..."}\'')
-    p.add_argument("--store", default="data/images")
-    p.add_argument("--manifest", required=True)
-    p.add_argument("--workers", type=int, default=32)
+    p.add_argument("--store", default="data/images", help="the shared image store (an image of two classes once)")
+    p.add_argument("--manifest", required=True, help="TSV to write: each image, its path, size and status")
+    p.add_argument("--workers", type=int, default=32, help="concurrent downloads")
     p.add_argument("--retries", type=_retries, default=5, help="retries per request (each one try of --timeout)")
-    p.add_argument("--max-missing", type=float, default=0.05)
+    p.add_argument("--max-missing", type=float, default=0.05, help="fail if a larger fraction of images is missing")
     p.add_argument("--timeout", type=_seconds, default=60.0, help="seconds a request may stall before a retry")
     p.set_defaults(func=_cmd_download)
 
     p = sub.add_parser("anchors", help="k-means anchors for an annotation file, in the input frame")
-    p.add_argument("annotations")
+    p.add_argument("annotations", help="a keras-yolo3 annotation file (path x1,y1,x2,y2,class ...)")
     p.add_argument("--k", type=int, default=9, help="9 for YOLOv3, 6 for tiny")
-    p.add_argument("--input-size", type=int, default=416)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument("--input-size", type=int, default=416, help="the network's input size the anchors are for")
+    p.add_argument("--seed", type=int, default=0, help="seed of the k-means start")
+    p.add_argument("--out", required=True, help="anchors file to write (keras-yolo3's one line)")
     p.set_defaults(func=_cmd_anchors)
 
     p = sub.add_parser("train", help="train YOLOv3 on DATA/{train,val,classes,anchors}.txt (two stages, resumable)")
     p.add_argument("--data", default="results/yolo", help="folder with train.txt, val.txt, classes.txt")
     p.add_argument("--anchors", help="anchors file (default DATA/anchors.txt)")
     p.add_argument("--config", help="a config.yaml whose train: section to use")
-    p.add_argument("--variant", choices=["full", "tiny"])
-    p.add_argument("--input-size", type=int)
-    p.add_argument("--epochs", type=int, nargs=2, metavar=("STAGE1", "STAGE2"))
-    p.add_argument("--batch-size", type=int, nargs=2, metavar=("STAGE1", "STAGE2"))
-    p.add_argument("--learning-rate", type=float, nargs=2, metavar=("STAGE1", "STAGE2"))
-    p.add_argument("--steps-per-epoch", type=int)
+    over = " (overrides --config; default: the config schema's)"
+    p.add_argument("--variant", choices=["full", "tiny"], help="YOLOv3 or YOLOv3-tiny" + over)
+    p.add_argument("--input-size", type=int, help="input side in pixels, a multiple of 32" + over)
+    p.add_argument("--epochs", type=int, nargs=2, metavar=("STAGE1", "STAGE2"), help="epochs of each stage" + over)
+    p.add_argument("--batch-size", type=int, nargs=2, metavar=("STAGE1", "STAGE2"), help="per stage" + over)
+    p.add_argument("--learning-rate", type=float, nargs=2, metavar=("STAGE1", "STAGE2"), help="per stage" + over)
+    p.add_argument("--steps-per-epoch", type=int, help="cap on batches per epoch (default: the whole set)")
     p.add_argument("--pretrained", help="a converted darknet start (convert-darknet output)")
-    p.add_argument("--out", default="results/model")
+    p.add_argument("--out", default="results/model", help="folder for weights, model.json, logs and checkpoints")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="mAP (COCO, pycocotools), PR curves and examples on an annotation file")
     p.add_argument("--weights", required=True, help="a .weights.h5 with model.json beside it")
-    p.add_argument("--val", default="results/yolo/val.txt")
+    p.add_argument("--val", default="results/yolo/val.txt", help="annotation file to evaluate on (keep it held out)")
     p.add_argument("--voc", help="VOC folder: group-of/difficult boxes there are ignore regions")
-    p.add_argument("--out", default="results/eval")
+    p.add_argument("--out", default="results/eval", help="folder for metrics.json, PR curves and examples")
     p.set_defaults(func=_cmd_evaluate)
 
     weights_help = "a .weights.h5 with model.json beside it, a darknet .weights file or an exported .keras"
@@ -314,28 +336,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", metavar="IMAGE_DIR_OR_VIDEO", help="a .jpg/.png, a folder of them, or a .mp4/.avi")
     p.add_argument("--weights", required=True, help=weights_help)
     p.add_argument("--variant", choices=["full", "tiny"], help="of a darknet .weights file (default: from its size)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="folder for detections.json and the drawn images (or video)")
     p.add_argument("--score", type=float, default=0.3, help="score threshold")
     p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
     p.set_defaults(func=_cmd_detect)
 
     p = sub.add_parser("convert-darknet", help="convert darknet .weights into a Keras 3 .weights.h5 + model.json")
-    p.add_argument("weights")
+    p.add_argument("weights", help="a darknet .weights file (e.g. yolov3.weights or yolov3-tiny.weights)")
     p.add_argument("--variant", choices=["full", "tiny"], help="default: from the file's size")
     p.add_argument("--cfg", help="darknet .cfg (default: the shipped yolov3 / yolov3-tiny cfg)")
     p.add_argument("--names", help="class names, one per line (default: the 80 COCO names)")
     p.add_argument("--start-only", action="store_true", help="a training start (partial files too): no model.json")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="the .weights.h5 to write (model.json beside it)")
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("export", help="export a detector as .keras, TensorFlow SavedModel or TFLite")
     p.add_argument("--weights", required=True, help=weights_help)
     p.add_argument("--variant", choices=["full", "tiny"], help="of a darknet .weights file (default: from its size)")
-    p.add_argument("--format", required=True, choices=["keras", "saved_model", "tflite"])
+    p.add_argument("--format", required=True, choices=["keras", "saved_model", "tflite"], help="what to export")
     p.add_argument("--out", required=True, help="a .keras file, a SavedModel folder or a .tflite file")
     p.add_argument("--score", type=float, default=0.3, help="score threshold inside the graph")
     p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold inside the graph")
-    p.add_argument("--max-detections", type=int, default=100)
+    p.add_argument("--max-detections", type=int, default=100, help="detections kept per image")
     p.add_argument("--quantize", choices=["float16"], help="TFLite only: float16 weights")
     p.set_defaults(func=_cmd_export)
     return parser

@@ -92,3 +92,20 @@ def test_select_through_an_index_built_on_first_use(tmp_path):
     proc = oidyolo("select", str(csv), "--class", "Apple", "--index", str(index), "--out", str(tmp_path / "x.csv"))
     assert proc.returncode != 0 and "built for another file" in proc.stderr and "delete it to rebuild" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_every_option_of_every_command_is_explained_with_its_default():
+    """``--help`` is the manual most users read: no option without a line of help, and each default shown."""
+    import argparse
+
+    from oidyolo.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            assert action.help, f"{name} {'/'.join(action.option_strings) or action.dest}: no help"
+    proc = oidyolo("download", "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())  # argparse wraps lines
+    assert "concurrent downloads (default: 32)" in text and "(default: None)" not in text
