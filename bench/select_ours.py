@@ -3,11 +3,12 @@
     python bench/select_ours.py CSV OUT.parquet MID [MID ...]                 # byte scan of the CSV
     python bench/select_ours.py --index DIR CSV OUT.parquet MID [MID ...]     # extraction via the index
     python bench/select_ours.py --select OUT.csv --index DIR CSV OUT.parquet MID [MID ...]  # the select_class job
+    python bench/select_ours.py --limit N --select OUT.csv ...                # the same with a limit of N images
     python bench/select_ours.py --build-index DIR CSV                         # the index_boxes job
 
 Calls :func:`oidyolo.data.select.extract_class` (then, with ``--select``, :func:`~oidyolo.data.select.select_class`
-with no filter and no limit; or :func:`oidyolo.data.boxes.build_index`) in this fresh interpreter, so the measured
-time includes start-up and imports.
+with no filter and no limit or ``--limit``'s; or :func:`oidyolo.data.boxes.build_index`) in this fresh interpreter,
+so the measured time includes start-up and imports.
 """
 
 import sys
@@ -22,7 +23,9 @@ if __name__ == "__main__":
 
         print(sum(build_index(args[2], args[1]).values()))
         sys.exit(0)
-    index = selection = None
+    index = selection = limit = None
+    if args[0] == "--limit":
+        limit, args = int(args[1]), args[2:]
     if args[0] == "--select":
         selection, args = args[1], args[2:]
     if args[0] == "--index":
@@ -32,5 +35,5 @@ if __name__ == "__main__":
     csv_path, out, *mids = args
     boxes = extract_class(csv_path, mids, out, label="bench", index=index)
     if selection:
-        select_class(boxes, selection, name="bench", filters=None, limit=None, seed=0)
+        select_class(boxes, selection, name="bench", filters=None, limit=limit, seed=0)
     print(boxes.num_rows)
