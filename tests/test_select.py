@@ -121,3 +121,17 @@ def test_the_class_csv_written_in_slices_is_the_csv_written_whole(tmp_path, monk
     pacsv.write_csv(chosen, tmp_path / "whole.csv", write_options=pacsv.WriteOptions(quoting_style="needed"))
     assert (tmp_path / "sliced.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
     assert read_selection(tmp_path / "sliced.csv").num_rows == rows
+
+
+def test_rank_keys_are_blake2b_of_seed_and_id_across_slices_and_offsets():
+    """More IDs than one hashing slice (64k), from a sliced column (its buffer starts before its first ID), and
+    IDs that are not 16 characters: each key is the big-endian blake2b digest of ``seed:ImageID``."""
+    import hashlib
+
+    from oidyolo.data.select import rank_keys
+
+    ids = [f"{i * 7919:016x}" for i in range(70_003)]
+    column = pa.chunked_array([pa.array(ids[:3]), pa.array(ids[3:])]).combine_chunks().slice(2)
+    for seed, values in ((5, column), (0, pa.array(["a", "bb", "0123456789abcdef0"]))):
+        want = [hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest() for i in values.to_pylist()]
+        assert rank_keys(values, seed).tobytes() == b"".join(want)
