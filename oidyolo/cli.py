@@ -277,7 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
         "IsDepiction, IsInside) in the values (1, 0, -1 = unknown); repeatable",
     )
     p.add_argument("--limit", type=int, help="at most this many images, chosen by a seeded hash (default: all)")
-    p.add_argument("--seed", type=int, default=42, help="seed of the limit's choice (raising --limit keeps it)")
+    p.add_argument(
+        "--seed", type=int, default=42, help="the limit's seed (a higher --limit keeps the images chosen before)"
+    )
     p.add_argument("--strict", action="store_true", help="fail on a malformed row instead of skipping it")
     p.add_argument(
         "--index",
@@ -313,12 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="results/yolo", help="folder with train.txt, val.txt, classes.txt")
     p.add_argument("--anchors", help="anchors file (default DATA/anchors.txt)")
     p.add_argument("--config", help="a config.yaml whose train: section to use")
-    over = " (overrides --config; default: the config schema's)"
-    p.add_argument("--variant", choices=["full", "tiny"], help="YOLOv3 or YOLOv3-tiny" + over)
-    p.add_argument("--input-size", type=int, help="input side in pixels, a multiple of 32" + over)
-    p.add_argument("--epochs", type=int, nargs=2, metavar=("STAGE1", "STAGE2"), help="epochs of each stage" + over)
-    p.add_argument("--batch-size", type=int, nargs=2, metavar=("STAGE1", "STAGE2"), help="per stage" + over)
-    p.add_argument("--learning-rate", type=float, nargs=2, metavar=("STAGE1", "STAGE2"), help="per stage" + over)
+
+    # The defaults are TrainConfig's, which --config's train: section and these options override.
+    def over(default: str) -> str:
+        return f" (overrides --config; default without either: {default})"
+
+    p.add_argument("--variant", choices=["full", "tiny"], help="YOLOv3 or YOLOv3-tiny" + over("tiny"))
+    p.add_argument("--input-size", type=int, help="input side in pixels, a multiple of 32" + over("416"))
+    stages = {"type": int, "nargs": 2, "metavar": ("STAGE1", "STAGE2")}
+    p.add_argument("--epochs", **stages, help="epochs of each stage" + over("50 50"))
+    p.add_argument("--batch-size", **stages, help="batch size of each stage" + over("32 8"))
+    p.add_argument("--learning-rate", **stages | {"type": float}, help="of each stage" + over("0.001 0.0001"))
     p.add_argument("--steps-per-epoch", type=int, help="cap on batches per epoch (default: the whole set)")
     p.add_argument("--pretrained", help="a converted darknet start (convert-darknet output)")
     p.add_argument("--out", default="results/model", help="folder for weights, model.json, logs and checkpoints")
@@ -347,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cfg", help="darknet .cfg (default: the shipped yolov3 / yolov3-tiny cfg)")
     p.add_argument("--names", help="class names, one per line (default: the 80 COCO names)")
     p.add_argument("--start-only", action="store_true", help="a training start (partial files too): no model.json")
-    p.add_argument("--out", required=True, help="the .weights.h5 to write (model.json beside it)")
+    p.add_argument("--out", required=True, help="the .weights.h5 to write (and model.json beside it)")
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("export", help="export a detector as .keras, TensorFlow SavedModel or TFLite")

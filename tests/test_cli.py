@@ -109,3 +109,20 @@ def test_every_option_of_every_command_is_explained_with_its_default():
     assert proc.returncode == 0
     text = " ".join(proc.stdout.split())  # argparse wraps lines
     assert "concurrent downloads (default: 32)" in text and "(default: None)" not in text
+
+
+def test_train_help_states_the_defaults_training_uses():
+    """The train options' help quotes TrainConfig's defaults (the parser can't import them: that loads TensorFlow)."""
+    import argparse
+
+    from oidyolo.cli import build_parser
+    from oidyolo.yolo.train import TrainConfig
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    helps = {a.dest: a.help for a in sub.choices["train"]._actions}
+    cfg = TrainConfig()
+    for dest, value in [("variant", cfg.variant), ("input_size", cfg.input_size[0]), ("epochs", cfg.epochs),
+                        ("batch_size", cfg.batch_size), ("learning_rate", cfg.learning_rate)]:  # fmt: skip
+        shown = " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        assert helps[dest].endswith(f"default without either: {shown})"), (dest, helps[dest])
+    assert cfg.input_size[0] == cfg.input_size[1] and cfg.steps_per_epoch is None
