@@ -35,7 +35,7 @@ from _common import BENCH_TMP, PY, ROOT, Run, fmt, log, machine, median, run_mea
 from make_big_csv import APPLE, CLASSES_CSV, FULL_ROWS, ORANGE, PERSON, write_big_csv
 
 BENCH = ROOT / "bench"
-LIMIT = 1000  # images per class, as config.yaml's limit
+LIMIT = 1000  # images per class: a sample, as users take of a big class (config.yaml's example is 500)
 
 
 def pick_classes(n: int, seed: int = 0) -> list[str]:

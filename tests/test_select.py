@@ -125,13 +125,15 @@ def test_the_class_csv_written_in_slices_is_the_csv_written_whole(tmp_path, monk
 
 def test_rank_keys_are_blake2b_of_seed_and_id_across_slices_and_offsets():
     """More IDs than one hashing slice (64k), from a sliced column (its buffer starts before its first ID), and
-    IDs that are not 16 characters: each key is the big-endian blake2b digest of ``seed:ImageID``."""
+    IDs that are not 16 characters or hold a NUL: each key is the big-endian blake2b digest of ``seed:ImageID``."""
     import hashlib
 
     from oidyolo.data.select import rank_keys
 
     ids = [f"{i * 7919:016x}" for i in range(70_003)]
     column = pa.chunked_array([pa.array(ids[:3]), pa.array(ids[3:])]).combine_chunks().slice(2)
-    for seed, values in ((5, column), (0, pa.array(["a", "bb", "0123456789abcdef0"]))):
+    odd = pa.array(["a", "bb", "0123456789abcdef0"])
+    nul = pa.array(["0123456789abcde\0", "0123456789abcdef"])  # 16 bytes, but numpy's S16 would drop the NUL
+    for seed, values in ((5, column), (0, odd), (1, nul)):
         want = [hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest() for i in values.to_pylist()]
         assert rank_keys(values, seed).tobytes() == b"".join(want)

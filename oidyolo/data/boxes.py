@@ -288,7 +288,7 @@ def _rows(buf: np.ndarray, at: np.ndarray, width: int, out: np.ndarray | None = 
     out = np.zeros((len(at), width), np.uint8) if out is None else out
     safe = at <= len(buf) - width
     if len(buf) >= width:
-        # every window of ``width`` bytes as one item: a gather of items is 1.5-2x faster than of a window view's rows
+        # every window of ``width`` bytes as one item: a gather of items is 1.2-1.9x faster than of a window view's rows
         windows = np.ndarray((len(buf) - width + 1,), f"V{width}", np.ascontiguousarray(buf), strides=(1,))
         picked = windows[at if safe.all() else at[safe]]
         out[safe] = picked.view(np.uint8).reshape(len(picked), width)
