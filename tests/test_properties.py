@@ -8,7 +8,9 @@
 * ``iter_matching_lines`` scans memory-mapped windows with one regex; it must yield what a line-by-line search does,
   and ``scan_boxes`` must keep every matching row once.
 * ``select_images`` works on whole arrow columns and skips the steps that change nothing; it must choose what the
-  rule says, read image by image in plain Python (``reference_selection``).
+  rule says, read image by image in plain Python (``reference_selection``). Its top-``limit`` partition
+  (``_first``) must pick what a stable sort's first ``limit`` are, ties included.
+* The extraction's byte checks (``_clean``, ``_all_valid_ids``) must say what a byte-by-byte or regex reading says.
 """
 
 from __future__ import annotations
@@ -18,16 +20,18 @@ import hashlib
 import io
 import os
 import random
+import re
 import xml.etree.ElementTree as ET
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from oidyolo.data.boxes import ATTRIBUTES, BOX_SCHEMA, iter_matching_lines, scan_boxes
+from oidyolo.data.boxes import ATTRIBUTES, BOX_SCHEMA, _all_valid_ids, _clean, iter_matching_lines, scan_boxes
 from oidyolo.data.download import Entry
-from oidyolo.data.select import normalize_filters, select_images
+from oidyolo.data.select import _first, normalize_filters, select_images
 from oidyolo.data.voc import (
     _NOT_PLAIN,
     _annotation_xml_lxml,
@@ -349,3 +353,54 @@ def test_selection_chooses_what_the_rule_read_image_by_image_chooses(args):
     assert stats.selected_boxes == len(expected)
     assert stats.selected_images == len({r["ImageID"] for r in expected})
     assert stats.images == len(set(table["ImageID"].to_pylist()))
+
+
+@SETTINGS
+@given(
+    st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 3), max_size=300).flatmap(
+        lambda keys: st.tuples(st.just(keys), st.integers(1, len(keys) + 1))
+    )
+)
+def test_the_first_n_keys_are_a_stable_sorts_first_n(args):
+    """Few distinct keys (0-3) half the time, so ties at the n-th key are common; keys big-endian as ranked."""
+    keys, n = args
+    array = np.array(keys, np.uint64).astype(">u8")
+    chosen = _first(array, n)
+    assert chosen.tolist() == sorted(np.argsort(array.astype(np.uint64), kind="stable")[:n].tolist())
+    event("tie at the n-th key" if 0 < n < len(keys) and sorted(keys)[n - 1] == sorted(keys)[n] else "no tie")
+
+
+ID_TEXTS = st.one_of(
+    st.text("0123456789abcdef", min_size=16, max_size=16),
+    st.text("0123456789abcdefABCDEFg-,\x00\n é", min_size=14, max_size=18),
+)
+
+
+@SETTINGS
+@given(st.lists(st.one_of(st.lists(ID_TEXTS, max_size=6), st.lists(ID_TEXTS, max_size=4)), max_size=4), st.booleans())
+def test_image_ids_checked_on_their_buffers_agree_with_the_regex(chunks, sliced):
+    arrays = [pa.array(c, pa.string()) for c in chunks]
+    if sliced:  # a chunk whose buffer starts before its first value
+        arrays = [pa.array(["0000000000000000", *c], pa.string()).slice(1) for c in chunks]
+    ids = pa.chunked_array(arrays, pa.string())
+    assert _all_valid_ids(ids) == all(re.fullmatch("[0-9a-f]{16}", i) for c in chunks for i in c)
+
+
+TEXT_BYTES = b"a,\n\x00\x1f\x7f\x80\xff ~"  # commas, newlines, the edges of printable ASCII and bytes past them
+FIELDS = (st.lists(st.sampled_from(b"a ~"), max_size=3) | st.lists(st.sampled_from(TEXT_BYTES), max_size=3)).map(bytes)
+
+
+@SETTINGS
+@given(
+    st.lists(st.lists(FIELDS, min_size=1, max_size=4), min_size=1, max_size=8),
+    st.sampled_from([b"", b"\n", b"\n\n\n"]),  # the last line's newline missing, or padding after it
+    st.integers(-1, 1),
+    st.integers(0, 1),
+)
+def test_clean_says_what_a_byte_by_byte_reading_says(rows, end, more_lines, more_columns):
+    text = b"\n".join(b",".join(fields) for fields in rows) + end
+    lines, ncols = max(1, len(rows) + more_lines), len(rows[0]) + more_columns
+    printable = all(b == 10 or 32 <= b < 127 for b in text) and text.count(10) >= lines - 1
+    expected = printable and text.count(44) == (ncols - 1) * lines
+    assert _clean(np.frombuffer(text, np.uint8), lines, ncols) == expected
+    event(f"clean: {expected}")

@@ -703,16 +703,20 @@ def _as_list(lines: PaddedLines | list[bytes]) -> list[bytes]:
 def _clean(text: np.ndarray, lines: int, ncols: int) -> bool:
     """Whether ``text``, ``lines`` lines each ended by newlines (one, or the padding of :class:`PaddedLines`; the
     last line's may be missing), is all printable ASCII with ``ncols`` fields a line."""
+    if np.count_nonzero(text == 44) != (ncols - 1) * lines:
+        return False
     newlines = np.count_nonzero(text == 10)
-    # bytes below 0x20 or from 0x7F wrap to >= 95 after subtracting 0x20: only the newlines may
-    printable = np.count_nonzero(text - np.uint8(32) >= 95) == newlines and newlines >= lines - 1
-    return printable and np.count_nonzero(text == 44) == (ncols - 1) * lines
+    # bytes below 0x20 or from 0x7F wrap to >= 95 after subtracting 0x20: only the newlines may. Computed in one
+    # scratch array, compared in place (half the time of two temporaries)
+    shifted = np.subtract(text, np.uint8(32), dtype=np.uint8)
+    outside = np.greater_equal(shifted, np.uint8(95), out=shifted.view(bool))
+    return np.count_nonzero(outside) == newlines and newlines >= lines - 1
 
 
 def _parse_typed(text: np.ndarray, header: Header, mids: list[str]) -> pa.Table | None:
-    """The boxes of the CSV lines ``text`` when every row of these classes is valid, the numbers typed by the CSV
-    reader (a third faster than strings then casts); None at the first value that is not, so :func:`_parse`
-    finds and counts the bad rows exactly as before."""
+    """The boxes of the CSV lines ``text`` (printable ASCII, as :func:`_clean` found) when every row of these
+    classes is valid, the numbers typed by the CSV reader (a third faster than strings then casts); None at the
+    first value that is not, so :func:`_parse` finds and counts the bad rows exactly as before."""
     if np.count_nonzero(text == 32):  # the reader trims spaces around numbers, where a cast refuses them: no Open
         return None  # Images row has one
     # Confidence as float64, cast after: float32 parsing could round differently from the string path's cast
@@ -723,13 +727,19 @@ def _parse_typed(text: np.ndarray, header: Header, mids: list[str]) -> pa.Table 
             read_options=pacsv.ReadOptions(column_names=list(header.columns), block_size=1 << 20),
             parse_options=pacsv.ParseOptions(quote_char=False),
             convert_options=pacsv.ConvertOptions(
-                include_columns=list(types), column_types=types, strings_can_be_null=False, null_values=[]
+                include_columns=list(types),
+                column_types=types,
+                strings_can_be_null=False,
+                null_values=[],
+                check_utf8=False,  # ASCII is UTF-8: the check would read every string again
             ),
         )
     except pa.ArrowInvalid:
         return None
     raw = _of_labels(raw, mids)
-    checks = [_valid_id(raw["ImageID"]), *_box_checks({c: raw[c] for c in COORDS})]
+    if not _all_valid_ids(raw["ImageID"]):
+        return None
+    checks = list(_box_checks({c: raw[c] for c in COORDS}))
     if "Confidence" in raw.column_names:
         checks.append(pc.is_finite(raw["Confidence"]))
     flag_values = pa.array([1, 0, -1], pa.int8())
@@ -859,6 +869,33 @@ def _flag(col: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
 
 def _valid_id(ids: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.match_substring_regex(ids, IMAGE_ID.pattern)
+
+
+_HEX_DIGITS = b"0123456789abcdef"
+
+
+def _all_valid_ids(ids: pa.ChunkedArray) -> bool:
+    """Whether every ImageID is 16 lowercase hex characters: checked on the string buffers where a chunk's IDs are
+    all 16 bytes (0.02 s for 1.28M, the regex 0.11 s), by the regex otherwise."""
+    for chunk in ids.chunks:
+        data = fixed_width_bytes(chunk, 16)
+        if data is None:
+            if pc.all(_valid_id(chunk)).as_py() is False:
+                return False
+        elif data.tobytes().translate(None, _HEX_DIGITS):  # a byte that is not a digit survives
+            return False
+    return True
+
+
+def fixed_width_bytes(values: pa.Array, width: int) -> np.ndarray | None:
+    """The UTF-8 bytes of a string array whose values are all ``width`` bytes long (and none null), as one numpy
+    array without a copy; None otherwise (or when it is empty)."""
+    if not pa.types.is_string(values.type) or values.null_count or not len(values):
+        return None
+    offsets = np.frombuffer(values.buffers()[1], np.int32, len(values) + 1, values.offset * 4)
+    if np.any(np.diff(offsets) != width):
+        return None
+    return np.frombuffer(values.buffers()[2], np.uint8, width * len(values), int(offsets[0]))
 
 
 def _check(raw: pa.Table, ok: pa.Array | None, bad: BadRows, reason: str, valid: pa.Array) -> pa.Array:

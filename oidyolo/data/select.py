@@ -26,7 +26,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from oidyolo.atomic import atomic_write
-from oidyolo.data.boxes import ATTRIBUTES, BOX_SCHEMA, BadRows, check_strict, iter_boxes
+from oidyolo.data.boxes import ATTRIBUTES, BOX_SCHEMA, BadRows, check_strict, fixed_width_bytes, iter_boxes
 from oidyolo.errors import ConfigError
 
 ATTRIBUTE_VALUES = (1, 0, -1)
@@ -88,13 +88,24 @@ def rank_keys(image_ids: pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:
 def _id_bytes(ids: pa.Array) -> list[bytes]:
     """The IDs' UTF-8 bytes: straight from the string buffer when each is 16 bytes without a NUL (numpy's ``S16``
     would strip trailing ones), so no ``str`` per ID; through Python strings otherwise."""
-    if pa.types.is_string(ids.type) and not ids.null_count and len(ids):
-        offsets = np.frombuffer(ids.buffers()[1], np.int32, len(ids) + 1, ids.offset * 4)
-        if not np.any(np.diff(offsets) != 16):
-            raw = np.frombuffer(ids.buffers()[2], np.uint8, 16 * len(ids), int(offsets[0]))
-            if raw.all():
-                return raw.view("S16").tolist()
+    raw = fixed_width_bytes(ids, 16)
+    if raw is not None and raw.all():
+        return raw.view("S16").tolist()
     return [i.encode() for i in ids.to_pylist()]
+
+
+def _first(keys: np.ndarray, n: int) -> np.ndarray:
+    """The positions of the ``n`` least ``keys``, ties to the earlier, as ``argsort(keys, kind="stable")[:n]`` has
+    them but in position order: a partition, then only the keys equal to the n-th sorted (0.01 s for 0.92M keys,
+    where the sort took 0.14 s)."""
+    native = keys.astype(np.uint64)  # a partition or sort of big-endian words is slower
+    if n >= len(native):
+        return np.arange(len(native))
+    nth = np.partition(native, n - 1)[n - 1]
+    below = native < nth
+    tied = np.flatnonzero(native == nth)[: n - np.count_nonzero(below)]
+    below[tied] = True
+    return np.flatnonzero(below)
 
 
 @dataclass(frozen=True)
@@ -134,8 +145,7 @@ def select_images(
     chosen_images = images - failing
     if limit is not None and chosen_images > limit:
         eligible = _distinct(ids if keep is None else ids.filter(keep), ordered)
-        ranked = np.argsort(rank_keys(eligible, seed), kind="stable")
-        keep = pc.is_in(ids, value_set=eligible.take(ranked[:limit]))
+        keep = pc.is_in(ids, value_set=eligible.take(_first(rank_keys(eligible, seed), limit)))
         chosen_images = limit
     chosen = boxes if keep is None else boxes.filter(keep)
     chosen = chosen.add_column(1, "Class", pa.repeat(name, chosen.num_rows))
