@@ -383,7 +383,9 @@ def test_image_ids_checked_on_their_buffers_agree_with_the_regex(chunks, sliced)
     if sliced:  # a chunk whose buffer starts before its first value
         arrays = [pa.array(["0000000000000000", *c], pa.string()).slice(1) for c in chunks]
     ids = pa.chunked_array(arrays, pa.string())
-    assert _all_valid_ids(ids) == all(re.fullmatch("[0-9a-f]{16}", i) for c in chunks for i in c)
+    expected = all(re.fullmatch("[0-9a-f]{16}", i) for c in chunks for i in c)
+    assert _all_valid_ids(ids) == expected
+    event(f"all valid: {expected}")
 
 
 TEXT_BYTES = b"a,\n\x00\x1f\x7f\x80\xff ~"  # commas, newlines, the edges of printable ASCII and bytes past them
