@@ -29,7 +29,15 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from oidyolo.data.boxes import ATTRIBUTES, BOX_SCHEMA, _all_valid_ids, _clean, iter_matching_lines, scan_boxes
+from oidyolo.data.boxes import (
+    ATTRIBUTES,
+    BOX_SCHEMA,
+    PaddedLines,
+    _all_valid_ids,
+    _clean,
+    iter_matching_lines,
+    scan_boxes,
+)
 from oidyolo.data.download import Entry
 from oidyolo.data.select import _first, normalize_filters, select_images
 from oidyolo.data.voc import (
@@ -402,7 +410,9 @@ FIELDS = (st.lists(st.sampled_from(b"a ~"), max_size=3) | st.lists(st.sampled_fr
 def test_clean_says_what_a_byte_by_byte_reading_says(rows, end, more_lines, more_columns):
     text = b"\n".join(b",".join(fields) for fields in rows) + end
     lines, ncols = max(1, len(rows) + more_lines), len(rows[0]) + more_columns
-    printable = all(b == 10 or 32 <= b < 127 for b in text) and text.count(10) >= lines - 1
-    expected = printable and text.count(44) == (ncols - 1) * lines
-    assert _clean(np.frombuffer(text, np.uint8), lines, ncols) == expected
-    event(f"clean: {expected}")
+    padded = PaddedLines.of(text.split(b"\n")).rows  # 2-D, each line padded with newlines, as the index path has it
+    for layout, data in (("joined", text), ("padded", padded.tobytes())):
+        printable = all(b == 10 or 32 <= b < 127 for b in data) and data.count(10) >= lines - 1
+        expected = printable and data.count(44) == (ncols - 1) * lines
+        assert _clean(np.frombuffer(text, np.uint8) if layout == "joined" else padded, lines, ncols) == expected
+        event(f"{layout} clean: {expected}")

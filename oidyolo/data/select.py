@@ -95,8 +95,8 @@ def _id_bytes(ids: pa.Array) -> list[bytes]:
 
 
 def _first(keys: np.ndarray, n: int) -> np.ndarray:
-    """The positions of the ``n`` least ``keys``, ties to the earlier, as ``argsort(keys, kind="stable")[:n]`` has
-    them but in position order: a partition, then only the keys equal to the n-th sorted (0.01 s for 0.92M keys,
+    """The positions of the ``n`` (>= 1) least ``keys``, ties to the earlier, as ``argsort(keys, kind="stable")[:n]``
+    has them but in position order: a partition, then only the keys equal to the n-th sorted (0.01 s for 0.92M keys,
     where the sort took 0.14 s)."""
     native = keys.astype(np.uint64)  # a partition or sort of big-endian words is slower
     if n >= len(native):
