@@ -106,3 +106,33 @@ def test_a_sparse_class_read_line_by_line_gives_what_the_scan_gives(tmp_path):
     build_index(path, tmp_path / "idx")
     table = _same(path, tmp_path / "idx", [APPLE])
     assert table.num_rows == 11 and table["ImageID"][-1].as_py() == IDS[398]
+
+
+def _colliding_labels() -> tuple[str, str]:
+    """Two 16-character LabelNames whose 64-bit mixes (the index's grouping key) are equal, found by a seeded
+    search: three words drawn, the fourth solved for, kept once all its bytes are printable and not commas (about
+    one try in 3,000)."""
+    import random
+
+    import numpy as np
+
+    mult, rng = np.uint64(0x9E3779B97F4A7C15), random.Random(0)
+    printable = [c for c in range(33, 127) if c != 44]
+    with np.errstate(over="ignore"):
+        while True:
+            a1, b1, a2 = (np.frombuffer(bytes(rng.choices(printable, k=8)), "<u8")[0] for _ in range(3))
+            b2 = (a1 * mult ^ b1) ^ (a2 * mult)
+            words = [w.tobytes() for w in (a1, b1, a2, b2)]
+            if all(c in printable for w in words for c in w):
+                return (words[0] + words[1]).decode(), (words[2] + words[3]).decode()
+
+
+def test_labels_whose_grouping_keys_collide_are_still_filed_apart(tmp_path):
+    first, second = _colliding_labels()
+    assert first != second
+    rows = [v6_row(IDS[i], (first, second, APPLE)[i % 3]) for i in range(60)]
+    path = write_csv(tmp_path / "b.csv", V6_COLUMNS, rows)
+    counts = build_index(path, tmp_path / "idx")
+    assert counts == {first: 20, second: 20, APPLE: 20}
+    for label in (first, second):
+        assert list(iter_indexed_lines(path, tmp_path / "idx", [label])) == list(iter_matching_lines(path, [label]))
