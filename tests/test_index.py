@@ -109,9 +109,9 @@ def test_a_sparse_class_read_line_by_line_gives_what_the_scan_gives(tmp_path):
 
 
 def _colliding_labels() -> tuple[str, str]:
-    """Two 16-character LabelNames whose 64-bit mixes (the index's grouping key) are equal, found by a seeded
-    search: three words drawn, the fourth solved for, kept once all its bytes are printable and not commas (about
-    one try in 3,000)."""
+    """Two 16-character LabelNames whose 64-bit mixes ``a * 0x9E3779B97F4A7C15 ^ b`` of their halves (session 6's
+    grouping key, which needed a collision check) are equal, found by a seeded search: three words drawn, the
+    fourth solved for, kept once all its bytes are printable and not commas (about one try in 3,000)."""
     import random
 
     import numpy as np
@@ -128,6 +128,7 @@ def _colliding_labels() -> tuple[str, str]:
 
 
 def test_labels_whose_grouping_keys_collide_are_still_filed_apart(tmp_path):
+    """The index groups by the whole 16-byte key: labels that one 64-bit word of them would merge stay apart."""
     first, second = _colliding_labels()
     assert first != second
     rows = [v6_row(IDS[i], (first, second, APPLE)[i % 3]) for i in range(60)]
