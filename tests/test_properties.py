@@ -11,6 +11,7 @@
   rule says, read image by image in plain Python (``reference_selection``). Its top-``limit`` partition
   (``_first``) must pick what a stable sort's first ``limit`` are, ties included.
 * The extraction's byte checks (``_clean``, ``_all_valid_ids``) must say what a byte-by-byte or regex reading says.
+* The hashes of the lines seen so far (``_HashRuns``, sorted runs merged as they grow) must answer what a set does.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import os
 import random
 import re
@@ -35,6 +37,7 @@ from oidyolo.data.boxes import (
     PaddedLines,
     _all_valid_ids,
     _clean,
+    _HashRuns,
     iter_matching_lines,
     scan_boxes,
 )
@@ -416,3 +419,21 @@ def test_clean_says_what_a_byte_by_byte_reading_says(rows, end, more_lines, more
         expected = printable and data.count(44) == (ncols - 1) * lines
         assert _clean(np.frombuffer(text, np.uint8) if layout == "joined" else padded, lines, ncols) == expected
         event(f"{layout} clean: {expected}")
+
+
+@SETTINGS
+@given(st.lists(st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(-3, 3), max_size=40), max_size=12))
+def test_the_hash_runs_hold_what_a_set_holds(chunks):
+    """Chunks of keys as the extraction adds them (sorted, the new ones only), few distinct keys half the time, so
+    repeats across chunks are common; each chunk is asked about before it is added, as duplicates are found."""
+    runs, reference = _HashRuns(), set()
+    for chunk in chunks:
+        keys = np.sort(np.array(chunk, np.int64))
+        assert runs.holds(keys).tolist() == [k in reference for k in keys.tolist()]
+        new = np.unique(keys[~runs.holds(keys)])
+        runs.add(new)
+        reference.update(new.tolist())
+        sizes = [len(r) for r in runs.runs]
+        assert all(older >= 2 * newer for older, newer in itertools.pairwise(sizes)), sizes  # merged as they grow
+        assert all((r[1:] > r[:-1]).all() for r in runs.runs)  # each sorted, distinct
+    event(f"{len(runs.runs)} runs")

@@ -625,15 +625,13 @@ def iter_boxes(
         fields = line.split(b",")
         return len(fields) != ncols or fields[li] in wanted
 
-    # A line seen before is a duplicate row. Lines are remembered by their 64-bit hash in one sorted numpy array
-    # (10 MB for the largest class, 1.3M rows; a Python set would take ~100 MB); two different rows share a hash
-    # with odds ~1e-7.
-    seen = np.empty(0, np.int64)
+    # A line seen before is a duplicate row. Lines are remembered by their 64-bit hash (10 MB for the largest class,
+    # 1.3M rows; a Python set would take ~100 MB); two different rows share a hash with odds ~1e-7.
+    seen = _HashRuns()
     dupes: Counter[bytes] = Counter()
     for chunk, hashes, clean in batches:
         fresh = np.sort(hashes)
-        at = np.searchsorted(seen, fresh)
-        clash = (at < len(seen)) & (seen[np.minimum(at, len(seen) - 1)] == fresh) if len(seen) else at < 0
+        clash = seen.holds(fresh)
         if not clash.any() and not (fresh[1:] == fresh[:-1]).any():  # the usual case
             unique = chunk
         else:
@@ -647,13 +645,39 @@ def iter_boxes(
                     unique.append(line)
             fresh = np.unique(fresh[~clash])
             clash = np.zeros(len(fresh), bool)
-        seen = np.sort(np.concatenate([seen, fresh[~clash]]), kind="stable")  # two sorted runs: timsort is O(n)
+        seen.add(fresh[~clash])
         del chunk
         yield _parse_chunk(unique, header, ncols, mids, bad, of_class, clean)
         del unique
     dupes = Counter({line: n for line, n in dupes.items() if of_class(line)})
     if dupes:
         bad.add("duplicate rows", list(dupes), n=sum(dupes.values()))
+
+
+class _HashRuns:
+    """A set of int64 hashes as sorted runs, each at least twice the size of the next: adding n hashes a chunk at a
+    time merges each about log2(n / chunk) times, where one sorted array remerged it every chunk (for 1.28M hashes
+    in 64k chunks 0.13 s against 0.25 s, on the thread that parses)."""
+
+    def __init__(self) -> None:
+        self.runs: list[np.ndarray] = []
+
+    def holds(self, keys: np.ndarray) -> np.ndarray:
+        """Per key of ``keys`` (sorted): is it in the set?"""
+        found = np.zeros(len(keys), bool)
+        for run in self.runs:
+            at = np.minimum(np.searchsorted(run, keys), len(run) - 1)
+            found |= run[at] == keys
+        return found
+
+    def add(self, keys: np.ndarray) -> None:
+        """Add ``keys``: sorted, distinct, and none in the set yet."""
+        if not len(keys):
+            return
+        self.runs.append(keys)
+        while len(self.runs) > 1 and len(self.runs[-2]) < 2 * len(self.runs[-1]):
+            newer, older = self.runs.pop(), self.runs.pop()
+            self.runs.append(np.sort(np.concatenate([older, newer]), kind="stable"))  # two sorted runs: O(n)
 
 
 def _parse_chunk(

@@ -250,7 +250,8 @@ def write_csv_atomic(table: pa.Table, path: Path, *, threads: int = 2) -> None:
     (pyarrow's writer releases the GIL) and written in order: 1.28M boxes in 0.55 s instead of 0.9 s."""
 
     def text(start: int) -> pa.Buffer:
-        options = pacsv.WriteOptions(quoting_style="needed", include_header=start == 0)
+        # formatted 8k rows at a time, not pyarrow's 1k: a quarter less CPU for the same bytes
+        options = pacsv.WriteOptions(quoting_style="needed", include_header=start == 0, batch_size=8192)
         out = pa.BufferOutputStream()
         pacsv.write_csv(table.slice(start, _CSV_SLICE), out, write_options=options)
         return out.getvalue()
