@@ -426,10 +426,11 @@ def test_clean_says_what_a_byte_by_byte_reading_says(rows, end, more_lines, more
 def test_the_hash_runs_hold_what_a_set_holds(chunks):
     """Chunks of keys as the extraction adds them (sorted, the new ones only), few distinct keys half the time, so
     repeats across chunks are common; each chunk is asked about before it is added, as duplicates are found."""
-    runs, reference = _HashRuns(), set()
+    runs, reference, repeats = _HashRuns(), set(), 0
     for chunk in chunks:
         keys = np.sort(np.array(chunk, np.int64))
         assert runs.holds(keys).tolist() == [k in reference for k in keys.tolist()]
+        repeats += len(reference.intersection(keys.tolist()))
         new = np.unique(keys[~runs.holds(keys)])
         runs.add(new)
         reference.update(new.tolist())
@@ -437,3 +438,4 @@ def test_the_hash_runs_hold_what_a_set_holds(chunks):
         assert all(older >= 2 * newer for older, newer in itertools.pairwise(sizes)), sizes  # merged as they grow
         assert all((r[1:] > r[:-1]).all() for r in runs.runs)  # each sorted, distinct
     event(f"{len(runs.runs)} runs")
+    event("keys seen in an earlier chunk" if repeats else "no key seen before")
