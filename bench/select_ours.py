@@ -11,6 +11,7 @@ with no filter and no limit or ``--limit``'s; or :func:`oidyolo.data.boxes.build
 so the measured time includes start-up and imports.
 """
 
+import os
 import sys
 
 if __name__ == "__main__":
@@ -30,10 +31,17 @@ if __name__ == "__main__":
         selection, args = args[1], args[2:]
     if args[0] == "--index":
         index, args = args[1], args[2:]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from oidyolo.data import select
     from oidyolo.data.select import extract_class, select_class
 
+    if "OIDYOLO_KEEP_MIB" in os.environ:  # the parsed boxes a job keeps to select from (the default: KEEP_BYTES)
+        select.KEEP_BYTES = int(os.environ["OIDYOLO_KEEP_MIB"]) << 20
+
     csv_path, out, *mids = args
-    boxes = extract_class(csv_path, mids, out, label="bench", index=index)
+    boxes = extract_class(csv_path, mids, out, label="bench", index=index, keep_bytes=select.KEEP_BYTES)
     if selection:
         select_class(boxes, selection, name="bench", filters=None, limit=limit, seed=0)
-    print(boxes.num_rows)
+    print(boxes.num_rows if isinstance(boxes, pa.Table) else pq.ParquetFile(boxes).metadata.num_rows)

@@ -8,7 +8,9 @@
 * ``iter_matching_lines`` scans memory-mapped windows with one regex; it must yield what a line-by-line search does,
   and ``scan_boxes`` must keep every matching row once.
 * ``select_images`` works on whole arrow columns and skips the steps that change nothing; it must choose what the
-  rule says, read image by image in plain Python (``reference_selection``). Its top-``limit`` partition
+  rule says, read image by image in plain Python (``reference_selection``). A class too big to keep in memory is
+  selected from its parquet a batch at a time (``select_streamed``); its class CSV and counts must be the
+  in-memory selection's, byte for byte. Its top-``limit`` partition
   (``_first``) must pick what a stable sort's first ``limit`` are, ties included.
 * The extraction's byte checks (``_clean``, ``_all_valid_ids``) must say what a byte-by-byte or regex reading says.
 * The hashes of the lines seen so far (``_HashRuns``, sorted runs merged as they grow) must answer what a set does.
@@ -27,6 +29,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
@@ -42,7 +45,7 @@ from oidyolo.data.boxes import (
     scan_boxes,
 )
 from oidyolo.data.download import Entry
-from oidyolo.data.select import _first, normalize_filters, select_images
+from oidyolo.data.select import _first, normalize_filters, select_class, select_images, select_streamed
 from oidyolo.data.voc import (
     _NOT_PLAIN,
     _annotation_xml_lxml,
@@ -364,6 +367,24 @@ def test_selection_chooses_what_the_rule_read_image_by_image_chooses(args):
     assert stats.selected_boxes == len(expected)
     assert stats.selected_images == len({r["ImageID"] for r in expected})
     assert stats.images == len(set(table["ImageID"].to_pylist()))
+
+
+@SETTINGS
+@given(box_tables(), st.integers(1, 7), st.integers(1, 9))
+def test_selection_from_the_parquet_a_batch_at_a_time_writes_the_in_memory_csv(tmp_path, args, group, rows):
+    """Row groups of ``group`` rows read ``rows`` at a time, so images and runs of equal IDs straddle batches."""
+    table, filters, limit, seed = args
+    pq.write_table(table, tmp_path / "boxes.parquet", row_group_size=group)
+    whole = select_class(table, tmp_path / "whole.csv", name="Apple", filters=filters, limit=limit, seed=seed)
+    streamed = select_streamed(
+        tmp_path / "boxes.parquet", tmp_path / "streamed.csv", name="Apple", filters=filters, limit=limit, seed=seed,
+        rows=rows,
+    )  # fmt: skip
+    assert (tmp_path / "streamed.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    assert streamed == whole
+    ordered = table["ImageID"].to_pylist() == sorted(table["ImageID"].to_pylist())
+    event("in order: streamed" if ordered else "out of order: selected in memory")
+    event("limit reached" if limit is not None and whole.eligible > limit else "no limit reached")
 
 
 @SETTINGS

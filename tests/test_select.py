@@ -108,6 +108,29 @@ def test_extract_class_streams_every_box_and_a_strict_refusal_keeps_the_old_file
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+@pytest.mark.parametrize("indexed", [False, True])
+def test_a_class_past_the_memory_budget_is_selected_from_its_parquet_with_the_same_csv(tmp_path, indexed):
+    """A class whose parsed boxes outgrow ``keep_bytes`` is returned as its parquet's path and selected a row group
+    at a time; its class CSV and counts are those of the class kept in memory, with a filter and a limit."""
+    boxes = [(0.1, 0.5 + i % 3 / 10, 0.2, 0.6) for i in range(600)]  # 3 boxes an image, one of 7 occluded
+    rows = [v5_row(IDS[i // 3], APPLE, boxes[i], attrs=(int(i % 7 == 0), 0, 0, 0, 0)) for i in range(600)]
+    path = write_csv(tmp_path / "b.csv", V5_COLUMNS, rows)
+    index = tmp_path / "idx"
+    if indexed:
+        build_index(path, index)
+    kept = extract_class(path, [APPLE], tmp_path / "kept.parquet", index=index if indexed else None)
+    spilled = extract_class(path, [APPLE], tmp_path / "spilled.parquet", index=index if indexed else None, keep_bytes=1)
+    assert isinstance(kept, pa.Table) and spilled == tmp_path / "spilled.parquet"
+    assert pq.read_table(spilled).equals(kept)
+    for filters, limit in (({}, None), ({"IsOccluded": 0}, None), ({"IsOccluded": 0}, 50), ({}, 150)):
+        args = {"name": "Apple", "filters": filters, "limit": limit, "seed": 3}
+        assert select_class(spilled, tmp_path / "s.csv", **args) == select_class(kept, tmp_path / "k.csv", **args)
+        assert (tmp_path / "s.csv").read_bytes() == (tmp_path / "k.csv").read_bytes()
+    assert read_selection(tmp_path / "s.csv").num_rows == 150 * 3
+    with pytest.raises(ConfigError, match="positive number of images"):
+        select_class(spilled, tmp_path / "s.csv", name="Apple", filters={}, limit=0, seed=0)
+
+
 @pytest.mark.parametrize("rows", [0, 1, 7, 8, 9, 40])
 def test_the_class_csv_written_in_slices_is_the_csv_written_whole(tmp_path, monkeypatch, rows):
     import pyarrow.csv as pacsv
