@@ -37,11 +37,12 @@ if __name__ == "__main__":
     from oidyolo.data import select
     from oidyolo.data.select import extract_class, select_class
 
-    if "OIDYOLO_KEEP_MIB" in os.environ:  # the parsed boxes a job keeps to select from (the default: KEEP_BYTES)
-        select.KEEP_BYTES = int(os.environ["OIDYOLO_KEEP_MIB"]) << 20
+    keep = {}  # the parsed boxes a job keeps to select from (default: KEEP_BYTES; older trees have no such limit)
+    if "OIDYOLO_KEEP_MIB" in os.environ and hasattr(select, "KEEP_BYTES"):
+        keep = {"keep_bytes": int(os.environ["OIDYOLO_KEEP_MIB"]) << 20}
 
     csv_path, out, *mids = args
-    boxes = extract_class(csv_path, mids, out, label="bench", index=index, keep_bytes=select.KEEP_BYTES)
+    boxes = extract_class(csv_path, mids, out, label="bench", index=index, **keep)
     if selection:
         select_class(boxes, selection, name="bench", filters=None, limit=limit, seed=0)
     print(boxes.num_rows if isinstance(boxes, pa.Table) else pq.ParquetFile(boxes).metadata.num_rows)

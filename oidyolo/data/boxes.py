@@ -425,8 +425,10 @@ def _indexed_rows(path: str | Path, index: str | Path, mids: Iterable[str], wind
         picked.append((o[keep], n[keep]))
     if not picked:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    o = np.concatenate([p[0] for p in picked]).astype(np.int64)
-    n = np.concatenate([p[1] for p in picked]).astype(np.int64)
+    o = np.concatenate([p[0] for p in picked]).astype(np.int64, copy=False)
+    n = np.concatenate([p[1] for p in picked]).astype(np.int64, copy=False)
+    if len(picked) == 1 or (o[1:] > o[:-1]).all():  # one label's lines are listed in file order: no sort, no copies
+        return o, n
     order = np.argsort(o, kind="stable")  # file order, as the byte scan yields them
     return o[order], n[order]
 

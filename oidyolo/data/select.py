@@ -280,7 +280,7 @@ def select_streamed(
     IDs where a limit needs them (~20 bytes an image), whatever the class's size. Rows out of ImageID order (Open
     Images ships them in order) are selected in memory, as :func:`select_images` does."""
     _check_limit(limit)
-    source = pq.ParquetFile(parquet)
+    source = pq.ParquetFile(parquet, pre_buffer=False)  # pre-buffered reads stay cached: 170 MiB for 3.8M boxes
     seen = _scan_images(source, filters, distinct=limit is not None, rows=rows)
     if seen is None:
         chosen, stats = select_images(source.read(), name=name, filters=filters, limit=limit, seed=seed)
