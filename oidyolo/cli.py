@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -91,13 +92,19 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
     hierarchy = Hierarchy.shipped() if args.expand_hierarchy else None
     (cls,) = resolve_classes([args.cls], ClassCatalog.shipped(), hierarchy)
+    filters, out = _parse_filters(args.filter), Path(args.out)  # a bad filter fails before any work
     if args.index and not Path(args.index).exists():
         from oidyolo.data.boxes import build_index
 
         print(f"indexing {args.csv} into {args.index} (once: later selections read only their rows)", file=sys.stderr)
         build_index(args.csv, args.index)
-    boxes = extract_class(args.csv, cls.mids, None, strict=args.strict, label=cls.name, index=args.index)
-    select_class(boxes, args.out, name=cls.name, filters=_parse_filters(args.filter), limit=args.limit, seed=args.seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # a big class goes to a parquet beside the output once it outgrows the memory budget, and is selected from it
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as spill:
+        boxes = extract_class(
+            args.csv, cls.mids, None, strict=args.strict, label=cls.name, index=args.index, spill_dir=spill
+        )
+        select_class(boxes, out, name=cls.name, filters=filters, limit=args.limit, seed=args.seed)
     return 0
 
 

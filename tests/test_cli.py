@@ -87,6 +87,7 @@ def test_select_through_an_index_built_on_first_use(tmp_path):
         assert ("indexing" in proc.stderr) == (name == "Apple")  # built once
     assert (tmp_path / "Apple.csv").read_bytes() == (tmp_path / "plain.csv").read_bytes()
     assert "selected 4 images" in proc.stderr  # Orange
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # its spill folder is gone
     with open(csv, "a") as fh:
         fh.write(v6_row(f"{0xFD:016x}", APPLE) + "\n")
     proc = oidyolo("select", str(csv), "--class", "Apple", "--index", str(index), "--out", str(tmp_path / "x.csv"))

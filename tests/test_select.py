@@ -122,6 +122,13 @@ def test_a_class_past_the_memory_budget_is_selected_from_its_parquet_with_the_sa
     spilled = extract_class(path, [APPLE], tmp_path / "spilled.parquet", index=index if indexed else None, keep_bytes=1)
     assert isinstance(kept, pa.Table) and spilled == tmp_path / "spilled.parquet"
     assert pq.read_table(spilled).equals(kept)
+    # with no parquet asked for (the command line), the file is opened where the caller says once it is needed
+    (tmp_path / "spill").mkdir()
+    late = extract_class(
+        path, [APPLE], None, index=index if indexed else None, keep_bytes=30_000, spill_dir=tmp_path / "spill",
+    )  # fmt: skip
+    assert late == tmp_path / "spill" / "boxes.parquet" and pq.read_table(late).equals(kept)
+    assert isinstance(extract_class(path, [APPLE], None, index=index if indexed else None, keep_bytes=1), pa.Table)
     for filters, limit in (({}, None), ({"IsOccluded": 0}, None), ({"IsOccluded": 0}, 50), ({}, 150)):
         args = {"name": "Apple", "filters": filters, "limit": limit, "seed": 3}
         assert select_class(spilled, tmp_path / "s.csv", **args) == select_class(kept, tmp_path / "k.csv", **args)
@@ -129,6 +136,19 @@ def test_a_class_past_the_memory_budget_is_selected_from_its_parquet_with_the_sa
     assert read_selection(tmp_path / "s.csv").num_rows == 150 * 3
     with pytest.raises(ConfigError, match="positive number of images"):
         select_class(spilled, tmp_path / "s.csv", name="Apple", filters={}, limit=0, seed=0)
+
+
+def test_a_parquet_opened_late_holds_the_chunks_kept_before_it(tmp_path):
+    """70,000 boxes parse as two chunks (64k lines each); a budget the second one crosses opens the spill file then,
+    and it must hold the first chunk as well, once, in order."""
+    rows = [v5_row(f"{i:016x}", APPLE) for i in range(70_000)]
+    path = write_csv(tmp_path / "b.csv", V5_COLUMNS, rows)
+    whole = extract_class(path, [APPLE], None)
+    assert isinstance(whole, pa.Table) and whole.num_rows == 70_000
+    (tmp_path / "spill").mkdir()
+    late = extract_class(path, [APPLE], None, keep_bytes=int(whole.nbytes * 0.97), spill_dir=tmp_path / "spill")
+    assert late == tmp_path / "spill" / "boxes.parquet"
+    assert pq.ParquetFile(late).num_row_groups == 2 and pq.read_table(late).equals(whole)
 
 
 @pytest.mark.parametrize("rows", [0, 1, 7, 8, 9, 40])

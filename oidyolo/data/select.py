@@ -16,6 +16,7 @@ import sys
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,49 +195,57 @@ def extract_class(
     label: str = "",
     index: str | Path | None = None,
     keep_bytes: int = KEEP_BYTES,
+    spill_dir: str | Path | None = None,
 ) -> pa.Table | Path:
     """Scan the big CSV (or read its ``index``) for ``mids``; write every valid box to ``out_parquet`` unless it is
     None, and return them: as the table of the parsed chunks (for a class of 1.28M boxes 102 MiB) or, once those
-    outgrow ``keep_bytes`` and a file is being written, as the parquet's path, which :func:`select_class` reads
-    back a row group at a time. The boxes are written a chunk at a time as they are parsed (a row group each), on a
-    thread of its own while the next chunk is parsed."""
+    outgrow ``keep_bytes``, as the path of a parquet holding them, which :func:`select_class` reads back a row group
+    at a time: ``out_parquet``, or with none, ``spill_dir``/boxes.parquet, opened only then (the caller removes
+    it). The boxes are written a chunk at a time as they are parsed (a row group each), on a thread of its own while
+    the next chunk is parsed."""
     bad, chunks = BadRows(), []
-    kept, rows, spilled = 0, 0, False
+    kept, rows = 0, 0
+    spilled: Path | None = None
 
-    def parse(writer: pq.ParquetWriter | None) -> None:
+    def parse(writer: pq.ParquetWriter | None, path: Path | None) -> None:
         nonlocal kept, rows, spilled
-        with ThreadPoolExecutor(1) as pool:
+        with ExitStack() as stack, ThreadPoolExecutor(1) as pool:
             pending = None
             for chunk in iter_boxes(csv_path, mids, bad, index=index):
                 if pending is not None:
                     pending.result()  # one chunk in flight
-                if writer is not None:
-                    pending = pool.submit(writer.write_table, chunk)
                 rows += chunk.num_rows
-                if not spilled:
+                if spilled is None:
                     chunks.append(chunk)
                     kept += chunk.nbytes
-                    if writer is not None and kept > keep_bytes:  # the file holds them: keep none
-                        spilled = True
+                    if kept > keep_bytes and writer is None and spill_dir is not None:
+                        path = Path(spill_dir) / "boxes.parquet"
+                        writer = stack.enter_context(pq.ParquetWriter(path, BOX_SCHEMA, **PARQUET_OPTIONS))
+                        for earlier in chunks[:-1]:
+                            writer.write_table(earlier)
+                    if kept > keep_bytes and writer is not None:  # the file holds them: keep none
+                        spilled = path
                         chunks.clear()
+                if writer is not None:
+                    pending = pool.submit(writer.write_table, chunk)
             if pending is not None:
                 pending.result()
         check_strict(csv_path, mids, bad, strict)  # before the rename: a refused class leaves no file
 
     def write(tmp: Path) -> None:
         with pq.ParquetWriter(tmp, BOX_SCHEMA, **PARQUET_OPTIONS) as writer:
-            parse(writer)
+            parse(writer, Path(out_parquet))  # type: ignore[arg-type]
 
     if out_parquet is None:
-        parse(None)
+        parse(None, None)
     else:
         atomic_write(Path(out_parquet), write)
     print(f"{label or ', '.join(mids)}: {rows} boxes from {csv_path}", file=sys.stderr)
     if bad.total:
         print(f"warning: skipped {bad.total} bad rows in {csv_path}: {bad.summary()}", file=sys.stderr)
-    if spilled:
-        print(f"{label or ', '.join(mids)}: selecting from {out_parquet} a row group at a time", file=sys.stderr)
-        return Path(out_parquet)  # type: ignore[arg-type]
+    if spilled is not None:
+        print(f"{label or ', '.join(mids)}: selecting from {spilled} a row group at a time", file=sys.stderr)
+        return spilled
     return pa.concat_tables(chunks) if chunks else BOX_SCHEMA.empty_table()
 
 
