@@ -171,8 +171,13 @@ def _distinct(ids: pa.ChunkedArray, ordered: bool) -> pa.Array:
     flat = ids.combine_chunks()
     if not ordered or len(flat) < 2:
         return pc.unique(flat)
-    changes = np.flatnonzero(pc.not_equal(flat[:-1], flat[1:]).to_numpy(zero_copy_only=False)) + 1
-    return flat.take(pa.array(np.concatenate([[0], changes])))
+    return flat.take(pa.array(_starts(flat)))
+
+
+def _starts(ids: pa.Array) -> np.ndarray:
+    """The positions where a new ID begins in ``ids`` (in order, not empty): 0 and each change between neighbours."""
+    changes = np.flatnonzero(pc.not_equal(ids[:-1], ids[1:]).to_numpy(zero_copy_only=False)) + 1
+    return np.concatenate([np.zeros(1, np.int64), changes])
 
 
 def _run_of(ids: pa.ChunkedArray) -> tuple[bool, int]:
@@ -262,11 +267,18 @@ def select_class(
     parquet), and write the class CSV."""
     filters = normalize_filters(filters)
     if isinstance(boxes, pa.Table):
-        chosen, stats = select_images(boxes, name=name, filters=filters, limit=limit, seed=seed)
-        write_csv_atomic(chosen.select(list(SELECT_COLUMNS)), Path(out_csv))
+        stats = _select_in_memory(boxes, Path(out_csv), name=name, filters=filters, limit=limit, seed=seed)
     else:
         stats = select_streamed(Path(boxes), Path(out_csv), name=name, filters=filters, limit=limit, seed=seed)
     print(stats.line(), file=sys.stderr)
+    return stats
+
+
+def _select_in_memory(
+    boxes: pa.Table, out_csv: Path, *, name: str, filters: Filters, limit: int | None, seed: int
+) -> SelectStats:
+    chosen, stats = select_images(boxes, name=name, filters=filters, limit=limit, seed=seed)
+    write_csv_atomic(chosen.select(list(SELECT_COLUMNS)), out_csv)
     return stats
 
 
@@ -292,9 +304,7 @@ def select_streamed(
     source = pq.ParquetFile(parquet, pre_buffer=False)  # pre-buffered reads stay cached: 170 MiB for 3.8M boxes
     seen = _scan_images(source, filters, distinct=limit is not None, rows=rows)
     if seen is None:
-        chosen, stats = select_images(source.read(), name=name, filters=filters, limit=limit, seed=seed)
-        write_csv_atomic(chosen.select(list(SELECT_COLUMNS)), out_csv)
-        return stats
+        return _select_in_memory(source.read(), out_csv, name=name, filters=filters, limit=limit, seed=seed)
     chosen_images, wanted = seen.images - len(seen.failing), None
     if limit is not None and chosen_images > limit and seen.distinct is not None:
         eligible = seen.distinct
@@ -305,7 +315,8 @@ def select_streamed(
 
     def chosen() -> Iterator[pa.Table]:
         nonlocal written
-        yield pa.table({c: pa.array([], _column_type(source, c)) for c in SELECT_COLUMNS})  # the header's columns
+        fields = {f.name: f for f in source.schema_arrow} | {"Class": pa.field("Class", pa.string())}
+        yield pa.schema([fields[c] for c in SELECT_COLUMNS]).empty_table()  # the header, with or without rows
         for batch in source.iter_batches(batch_size=rows):
             part = pa.Table.from_batches([batch])
             if wanted is not None:
@@ -319,10 +330,6 @@ def select_streamed(
     return SelectStats(name, seen.boxes, seen.images, seen.images - len(seen.failing), chosen_images, written)
 
 
-def _column_type(source: pq.ParquetFile, column: str) -> pa.DataType:
-    return pa.string() if column == "Class" else source.schema_arrow.field(column).type
-
-
 def _scan_images(source: pq.ParquetFile, filters: Filters, *, distinct: bool, rows: int) -> _Images | None:
     """One pass over the ImageIDs (and the filtered attributes) of ``source``; None where they are out of order."""
     boxes = images = 0
@@ -333,12 +340,12 @@ def _scan_images(source: pq.ParquetFile, filters: Filters, *, distinct: bool, ro
         ids = batch.column(0)
         if not len(ids):
             continue
-        ordered, _ = _run_of(ids)
-        if not ordered or (last is not None and ids[0].as_py() < last):
+        in_order = pc.all(pc.less_equal(ids[:-1], ids[1:])).as_py() is not False  # one ID: nothing to compare
+        if not in_order or (last is not None and ids[0].as_py() < last):
             return None
-        starts = np.flatnonzero(pc.not_equal(ids[:-1], ids[1:]).to_numpy(zero_copy_only=False)) + 1
-        if ids[0].as_py() != last:  # an image that goes on from the batch before is counted there
-            starts = np.concatenate([[0], starts])
+        starts = _starts(ids)
+        if ids[0].as_py() == last:  # an image that goes on from the batch before is counted there
+            starts = starts[1:]
         boxes, images, last = boxes + len(ids), images + len(starts), ids[-1].as_py()
         if distinct:
             firsts.append(ids.take(pa.array(starts, pa.int64())))
