@@ -53,8 +53,12 @@ def test_select_and_download_from_the_command_line(tmp_path):
 
 def test_bad_filter_argument_is_a_clear_error(tmp_path):
     csv = write_csv(tmp_path / "t.csv", V6_COLUMNS, [])
-    proc = oidyolo("select", str(csv), "--class", "Apple", "--filter", "IsOccluded", "--out", str(tmp_path / "x.csv"))
+    proc = oidyolo(
+        "select", str(csv), "--class", "Apple", "--filter", "IsOccluded", "--index", str(tmp_path / "idx"),
+        "--out", str(tmp_path / "x.csv"),
+    )  # fmt: skip
     assert proc.returncode == 2 and "ATTRIBUTE=VALUES" in proc.stderr
+    assert not (tmp_path / "idx").exists()  # refused before any work: no index built
 
 
 def test_data_wing_never_imports_tensorflow():
